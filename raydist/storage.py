@@ -1,0 +1,85 @@
+"""One filesystem helper for local paths and ``s3://`` URIs.
+
+Endpoint, region and credentials come from the standard AWS environment variables
+(``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID`` ...) or from explicit
+``storage_options``. They are handed to s3fs only: nothing here logs or returns them.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+
+
+def is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def _s3_options(storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    opts = dict(storage_options or {})
+    endpoint = opts.pop("endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
+        "AWS_ENDPOINT_URL"
+    )
+    client_kwargs = dict(opts.pop("client_kwargs", {}) or {})
+    if endpoint:
+        client_kwargs.setdefault("endpoint_url", endpoint)
+    region = opts.pop("region", None) or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        client_kwargs.setdefault("region_name", region)
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    # Fresh instances: a cached client would outlive a restarted endpoint or changed credentials.
+    opts.setdefault("skip_instance_cache", True)
+    return opts
+
+
+def filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return ``(fs, path)`` for ``uri``; ``path`` is what ``fs`` and pyarrow.dataset expect."""
+    if uri.startswith("s3://"):
+        import s3fs
+
+        return s3fs.S3FileSystem(**_s3_options(storage_options)), uri[len("s3://") :].rstrip("/")
+    if is_remote(uri):
+        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        return fs, path
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
+    return fsspec.filesystem("file"), os.path.abspath(path)
+
+
+def join(uri: str, *parts: str) -> str:
+    if is_remote(uri):
+        return posixpath.join(uri.rstrip("/"), *parts)
+    return os.path.join(uri, *parts)
+
+
+def read_bytes(uri: str, storage_options: dict[str, Any] | None = None) -> bytes:
+    fs, path = filesystem(uri, storage_options)
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def write_bytes(uri: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
+    """Write atomically: a temporary sibling is written first and then moved into place,
+    so a reader never sees a half-written file under the final name."""
+    fs, path = filesystem(uri, storage_options)
+    parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)
+
+
+def exists(uri: str, storage_options: dict[str, Any] | None = None) -> bool:
+    fs, path = filesystem(uri, storage_options)
+    return fs.exists(path)
+
+
+def makedirs(uri: str, storage_options: dict[str, Any] | None = None) -> None:
+    fs, path = filesystem(uri, storage_options)
+    fs.makedirs(path, exist_ok=True)
