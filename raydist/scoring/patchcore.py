@@ -1,0 +1,111 @@
+"""PatchCore: a memory bank of nominal patch features; anomaly = distance to the nearest one.
+
+Works on feature grids (B, D, h, w) from any backbone; knows nothing of images or storage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from raydist.errors import ConfigError
+from raydist.scoring.coreset import greedy_coreset
+from raydist.scoring.knn import nearest_distances
+
+
+def grid_to_patches(grid: np.ndarray | torch.Tensor) -> np.ndarray:
+    """(B, D, h, w) -> (B*h*w, D) float32."""
+    g = torch.as_tensor(grid).float()
+    return g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).numpy()
+
+
+def upsample_map(patch_scores: np.ndarray, size: int | tuple[int, int], sigma: float) -> np.ndarray:
+    """(B, h, w) -> (B, H, W): bilinear (align_corners=False) then Gaussian smoothing, as PatchCore does."""
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    t = torch.as_tensor(patch_scores, dtype=torch.float32).unsqueeze(1)
+    up = F.interpolate(t, size=size, mode="bilinear", align_corners=False).squeeze(1).numpy()
+    if sigma > 0:
+        up = np.stack([ndimage.gaussian_filter(m, sigma=sigma, truncate=4.0) for m in up])
+    return up
+
+
+def image_scores(maps: np.ndarray, how: str = "max") -> np.ndarray:
+    """Per-image score from (B, H, W) maps: the maximum, or the mean of the top 1% of pixels."""
+    flat = maps.reshape(maps.shape[0], -1)
+    if how == "max":
+        return flat.max(axis=1)
+    if how == "top1":
+        k = max(1, int(round(flat.shape[1] * 0.01)))
+        return np.sort(flat, axis=1)[:, -k:].mean(axis=1)
+    raise ConfigError(f"image score must be 'max' or 'top1', got {how!r}")
+
+
+class PatchCore:
+    """Memory bank fitted on nominal feature grids.
+
+    Parameters (defaults from the PatchCore / TTT4AS papers unless said otherwise):
+        coreset_ratio: fraction of patches kept in the bank (10%, the papers' setting).
+        proj_dim: JL projection width used only for coreset selection (see ``greedy_coreset``).
+        sigma: Gaussian smoothing of the upsampled map in pixels (4, PatchCore's setting).
+        image_score: ``"max"`` (PatchCore) or ``"top1"`` (mean of the top 1%, CADA's choice).
+        budget_mb: memory budget of one distance block in the bank search.
+        seed: first coreset centre.
+    """
+
+    def __init__(
+        self,
+        coreset_ratio: float = 0.1,
+        proj_dim: int | None = 256,
+        sigma: float = 4.0,
+        image_score: str = "max",
+        budget_mb: float = 256.0,
+        seed: int = 0,
+    ):
+        if not 0 < coreset_ratio <= 1:
+            raise ConfigError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
+        if sigma < 0:
+            raise ConfigError(f"sigma must be >= 0, got {sigma}")
+        image_scores(np.zeros((1, 1, 1)), image_score)  # validates the name early
+        self.coreset_ratio = coreset_ratio
+        self.proj_dim = proj_dim
+        self.sigma = sigma
+        self.image_score = image_score
+        self.budget_mb = budget_mb
+        self.seed = seed
+        self.bank: np.ndarray | None = None  # (M, D) float16
+
+    def get_params(self) -> dict:
+        return {
+            "coreset_ratio": self.coreset_ratio,
+            "proj_dim": self.proj_dim,
+            "sigma": self.sigma,
+            "image_score": self.image_score,
+            "budget_mb": self.budget_mb,
+            "seed": self.seed,
+        }
+
+    def fit(self, grids: np.ndarray | torch.Tensor) -> PatchCore:
+        patches = grid_to_patches(grids)
+        n_select = max(1, int(round(len(patches) * self.coreset_ratio)))
+        if n_select >= len(patches):
+            idx = np.arange(len(patches))
+        else:
+            idx = greedy_coreset(patches, n_select, proj_dim=self.proj_dim, seed=self.seed)
+        self.bank = patches[idx].astype(np.float16)
+        return self
+
+    def patch_scores(self, grids: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(B, D, h, w) -> (B, h, w) nearest-neighbour distances to the bank."""
+        if self.bank is None:
+            raise RuntimeError("PatchCore is not fitted")
+        g = torch.as_tensor(grids)
+        b, _, h, w = g.shape
+        d = nearest_distances(grid_to_patches(g), self.bank, budget_mb=self.budget_mb)
+        return d.reshape(b, h, w)
+
+    def score(self, grids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Score maps (B, H, W) float32 at ``size`` and image scores (B,)."""
+        maps = upsample_map(self.patch_scores(grids), size, self.sigma)
+        return maps, image_scores(maps, self.image_score)

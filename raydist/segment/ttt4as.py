@@ -1,0 +1,177 @@
+"""TTT4AS: a linear SVM trained per test image on pseudo-labelled pixels, predicting a dense mask.
+
+Dense prediction is exact and cheap: a linear decision function commutes with bilinear upsampling
+(interpolation weights sum to one), so ``w . F + b`` is evaluated on each (h, w) feature grid and
+only the 1-channel decision map is upsampled, instead of every D-channel feature.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.svm import LinearSVC
+
+from raydist.errors import ConfigError
+from raydist.segment.pseudo_labels import pseudo_labels, validate_params
+from raydist.segment.sampling import as_grids, sample_features, upsample
+
+FALLBACKS = ("empty", "thr")
+INPUTS = ("features", "score")
+
+
+class TTT4AS:
+    """Per-image test-time SVM binariser.
+
+    Parameters (paper defaults; see :func:`~raydist.segment.pseudo_labels.pseudo_labels` for the
+    pseudo-labelling ones):
+        C: SVM regularisation, 0.001 as in the paper (``LinearSVC``).
+        loss: ``"hinge"``, the soft-margin SVM the paper writes down.
+        class_weight: ``None`` (paper) or ``"balanced"``.
+        standardize: standardise features on the image's labelled pixels first (off in the paper).
+        svm_input: ``"features"`` (backbone grid) or ``"score"`` (the map itself, Table 6 ablation).
+        fallback: mask for degenerate images: ``"empty"`` or ``"thr"`` (the THR mask, if given).
+    """
+
+    def __init__(
+        self,
+        percentile: float = 99.0,
+        peak_size: int = 3,
+        radius: int = 8,
+        nominal_stride: int = 8,
+        margin: int = 16,
+        max_nominal: int | None = None,
+        C: float = 0.001,
+        loss: str = "hinge",
+        class_weight: str | None = None,
+        standardize: bool = False,
+        svm_input: str = "features",
+        fallback: str = "empty",
+        max_iter: int = 2000,
+        seed: int = 0,
+    ):
+        validate_params(percentile, peak_size, radius, nominal_stride, margin)
+        if C <= 0:
+            raise ConfigError(f"C must be > 0, got {C}")
+        if fallback not in FALLBACKS:
+            raise ConfigError(f"fallback must be one of {FALLBACKS}, got {fallback!r}")
+        if svm_input not in INPUTS:
+            raise ConfigError(f"svm_input must be one of {INPUTS}, got {svm_input!r}")
+        if class_weight not in (None, "balanced"):
+            raise ConfigError(f"class_weight must be None or 'balanced', got {class_weight!r}")
+        self.percentile = percentile
+        self.peak_size = peak_size
+        self.radius = radius
+        self.nominal_stride = nominal_stride
+        self.margin = margin
+        self.max_nominal = max_nominal
+        self.C = C
+        self.loss = loss
+        self.class_weight = class_weight
+        self.standardize = standardize
+        self.svm_input = svm_input
+        self.fallback = fallback
+        self.max_iter = max_iter
+        self.seed = seed
+
+    def get_params(self) -> dict:
+        return {k: getattr(self, k) for k in (
+            "percentile", "peak_size", "radius", "nominal_stride", "margin", "max_nominal", "C", "loss",
+            "class_weight", "standardize", "svm_input", "fallback", "max_iter", "seed",
+        )}  # fmt: skip
+
+    def _degenerate(self, shape, reason: str, thr_mask: np.ndarray | None, info: dict) -> tuple[np.ndarray, dict]:
+        info.update(status="degenerate", reason=reason)
+        if self.fallback == "thr" and thr_mask is not None:
+            info["fallback"] = "thr"
+            return np.asarray(thr_mask, dtype=bool), info
+        info["fallback"] = "empty"
+        return np.zeros(shape, dtype=bool), info
+
+    def fit_svm(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+        """Fit on (n, D) samples; return the weight vector and bias *in the raw feature space*."""
+        mean = np.zeros(x.shape[1], dtype=np.float64)
+        scale = np.ones(x.shape[1], dtype=np.float64)
+        if self.standardize:
+            mean = x.mean(axis=0)
+            scale = x.std(axis=0)
+            scale[scale == 0] = 1.0
+            x = (x - mean) / scale
+        svm = LinearSVC(
+            C=self.C, loss=self.loss, class_weight=self.class_weight, dual=True,
+            max_iter=self.max_iter, random_state=self.seed,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            svm.fit(x, y)
+        w = svm.coef_[0] / scale
+        b = float(svm.intercept_[0] - np.dot(svm.coef_[0], mean / scale))
+        return w, b
+
+    def fit_predict(
+        self,
+        score_map: np.ndarray,
+        features: torch.Tensor | np.ndarray | Sequence | None = None,
+        thr_mask: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, dict]:
+        """Binary (H, W) mask for one image, and an info dict (status, reason, counts, timings).
+
+        ``features`` is one (D, h, w) grid or a list of grids (e.g. CFM's 2D and 3D features).
+        """
+        s = np.asarray(score_map, dtype=np.float32)
+        size = s.shape
+        info: dict = {"status": "ok", "reason": None}
+        t0 = time.perf_counter()
+        pl = pseudo_labels(
+            s, self.percentile, self.peak_size, self.radius, self.nominal_stride, self.margin,
+            self.max_nominal, self.seed,
+        )  # fmt: skip
+        t1 = time.perf_counter()
+        info.update(n_pos=len(pl.positives), n_neg=len(pl.negatives), t_label=t1 - t0)
+        if pl.reason is not None:
+            return self._degenerate(size, pl.reason, thr_mask, info)
+        coords = np.concatenate([pl.positives, pl.negatives])
+        y = np.r_[np.ones(len(pl.positives), dtype=int), np.zeros(len(pl.negatives), dtype=int)]
+        if self.svm_input == "score":
+            grids = None
+            x = s[coords[:, 0], coords[:, 1]][:, None].astype(np.float64)
+        else:
+            if features is None:
+                raise ValueError("svm_input='features' needs the backbone feature grid(s)")
+            grids = as_grids(features)
+            x = sample_features(grids, coords, size).astype(np.float64)
+        if np.ptp(x, axis=0).max() == 0:
+            return self._degenerate(size, "labelled pixels have identical features", thr_mask, info)
+        w, b = self.fit_svm(x, y)
+        t2 = time.perf_counter()
+        decision = dense_decision(s if grids is None else grids, w, b, size)
+        mask = decision > 0
+        info.update(t_fit=t2 - t1, t_predict=time.perf_counter() - t2, n_mask=int(mask.sum()))
+        return mask, info
+
+
+def dense_decision(
+    features: np.ndarray | Sequence[torch.Tensor], w: np.ndarray, b: float, size: tuple[int, int]
+) -> np.ndarray:
+    """Exact ``w . upsample(F) + b`` at (H, W), computed as ``upsample(w . F) + b`` per grid."""
+    if isinstance(features, np.ndarray) and features.ndim == 2:  # the score map itself, 1 feature
+        return features.astype(np.float64) * w[0] + b
+    out = np.full(size, b, dtype=np.float64)
+    start = 0
+    for g in features:
+        d = g.shape[0]
+        wg = torch.as_tensor(w[start : start + d], dtype=torch.float32)
+        start += d
+        low = torch.einsum("d,dhw->hw", wg, g).unsqueeze(0)  # (1, h, w)
+        out += upsample(low, size)[0].numpy()
+    return out
+
+
+def dense_decision_naive(features: Sequence[torch.Tensor], w: np.ndarray, b: float, size: tuple[int, int]) -> np.ndarray:
+    """Reference path: upsample every feature channel to (H, W), then apply the SVM. For tests/benchmarks."""
+    full = torch.cat([upsample(g, size) for g in features], dim=0)  # (D, H, W)
+    return (torch.einsum("d,dhw->hw", torch.as_tensor(w, dtype=torch.float32), full).numpy() + b).astype(np.float64)
