@@ -32,7 +32,12 @@ class TTT4AS:
         C: SVM regularisation, 0.001 as in the paper (``LinearSVC``).
         loss: ``"hinge"``, the soft-margin SVM the paper writes down.
         class_weight: ``None`` (paper) or ``"balanced"``.
-        standardize: standardise features on the image's labelled pixels first (off in the paper).
+        standardize: standardise features on the image's labelled pixels first. On by default, a
+            deliberate departure: LinearSVC's regularisation acts relative to the feature scale, and
+            the paper's C=0.001 was set for raw WRN50/DINOv2 activations. Scales differ by orders of
+            magnitude across backbones (random-init WRN50 patch norms are ~2, so C=0.001 shrinks
+            w to ~0 and the intercept labels every pixel anomalous) and across concatenated 2D+3D
+            features. Standardising makes C mean the same for every backbone. ``False`` = paper.
         svm_input: ``"features"`` (backbone grid) or ``"score"`` (the map itself, Table 6 ablation).
         fallback: mask for degenerate images: ``"empty"`` or ``"thr"`` (the THR mask, if given).
     """
@@ -48,7 +53,7 @@ class TTT4AS:
         C: float = 0.001,
         loss: str = "hinge",
         class_weight: str | None = None,
-        standardize: bool = False,
+        standardize: bool = True,
         svm_input: str = "features",
         fallback: str = "empty",
         max_iter: int = 2000,

@@ -1,0 +1,351 @@
+"""The in-process core path: fit banks, score images, binarise, write results and metrics.
+
+The Ray pipeline (``raydist.distributed``) calls the same pieces (:class:`Scorer`,
+:func:`segment_scored`, :func:`result_row`) from actors and tasks; nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from raydist.data.dataset import iter_batches, list_partitions, write_table
+from raydist.data.decode import DEFAULT_MAX_PIXELS, decode_image, decode_mask, encode_npy, encode_png
+from raydist.errors import ConfigError, RowError
+from raydist.features.backbones import Backbone
+from raydist.features.preprocess import Preprocess
+from raydist.metrics.report import EvalRecord, build_report, to_jsonable
+from raydist.model_store import ClassModel, ModelConfig, load_class, load_meta, save_model
+from raydist.scoring.patchcore import PatchCore
+from raydist.segment.threshold import Threshold
+from raydist.segment.ttt4as import TTT4AS
+from raydist.storage import filesystem, join, write_bytes
+
+INPUT_COLUMNS = ["image_id", "class_name", "split", "label", "defect_type", "image", "mask", "height", "width"]
+BINARISERS = ("thr", "ttt4as")
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("image_id", pa.string()),
+        ("class_name", pa.string()),
+        ("label", pa.int8()),
+        ("defect_type", pa.string()),
+        ("image_score", pa.float64()),
+        ("score_map", pa.binary()),  # .npy float16 (H, W) at the evaluation resolution
+        ("mask_thr", pa.binary()),  # PNG 0/255
+        ("mask_ttt4as", pa.binary()),  # PNG 0/255
+        ("ttt4as_status", pa.string()),
+        ("ttt4as_reason", pa.string()),
+        ("error", pa.string()),
+    ]
+)
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Decoded:
+    image_id: str
+    class_name: str
+    label: int
+    defect_type: str
+    image: np.ndarray  # (crop, crop, 3) uint8
+    gt: np.ndarray  # (crop, crop) bool
+
+
+def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Decode and transform one dataset row; raises :class:`RowError` naming the row."""
+    image_id = row.get("image_id") or "<missing image_id>"
+    img = decode_image(row.get("image"), image_id, max_pixels)
+    gt = decode_mask(row.get("mask"), image_id, img.shape[:2], label=int(row.get("label") or 0), max_pixels=max_pixels)
+    return Decoded(image_id, row["class_name"], int(row.get("label") or 0), row.get("defect_type") or "", prep.image(img), prep.mask(gt))
+
+
+def make_backbone(cfg: ModelConfig, device: str | None = None) -> Backbone:
+    return Backbone(cfg.backbone, weights=cfg.weights, block=cfg.block, proj_dim=cfg.proj_dim, seed=cfg.seed, device=device)
+
+
+def extract(backbone: Backbone, prep: Preprocess, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """(N, crop, crop, 3) uint8 images -> (N, D, h, w) float32 grids, in batches."""
+    out = [backbone.extract(prep.to_tensor(list(images[i : i + batch_size]))).features.numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0,))
+
+
+def _rows(data_uri: str, cls: str, split: str, storage_options=None, batch_size: int = 32) -> Iterator[dict[str, Any]]:
+    for batch in iter_batches(data_uri, [cls], [split], INPUT_COLUMNS, batch_size, storage_options):
+        yield from batch.to_pylist()
+
+
+def fit_class(
+    backbone: Backbone, prep: Preprocess, cfg: ModelConfig, train: Iterable[dict], val: Iterable[dict], batch_size: int = 16
+) -> ClassModel:
+    """Bank from nominal train rows and THR statistics from nominal val rows of one class."""
+    skipped: list[str] = []
+
+    def decoded(rows: Iterable[dict]) -> list[np.ndarray]:
+        out = []
+        for r in rows:
+            if int(r.get("label") or 0) != 0:
+                continue  # banks and THR use nominal images only
+            try:
+                out.append(decode_row(r, prep).image)
+            except RowError as e:
+                skipped.append(str(e))
+        return out
+
+    train_imgs = decoded(train)
+    if not train_imgs:
+        raise ConfigError("class has no decodable nominal train image")
+    pc = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed)
+    pc.fit(extract(backbone, prep, train_imgs, batch_size))
+    val_imgs = decoded(val)
+    if not val_imgs:
+        raise ConfigError("class has no nominal val image for the THR statistics (ingest with --val-fraction > 0)")
+    maps, _ = pc.score(extract(backbone, prep, val_imgs, batch_size), prep.crop)
+    thr = Threshold(cfg.thr_k).fit(maps)
+    return ClassModel(pc.bank, thr.mu, thr.sigma, len(train_imgs), len(val_imgs), skipped)
+
+
+def dataset_classes(data_uri: str, storage_options=None) -> list[str]:
+    return sorted({c for c, _ in list_partitions(data_uri, storage_options)})
+
+
+def fit_model(
+    data_uri: str,
+    out_uri: str,
+    cfg: ModelConfig,
+    classes: Sequence[str] | None = None,
+    batch_size: int = 16,
+    storage_options=None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Fit one bank per class and save the model; returns a summary."""
+    classes = list(classes) if classes else dataset_classes(data_uri, storage_options)
+    if not classes:
+        raise ConfigError(f"no class found in {data_uri}")
+    backbone = make_backbone(cfg)
+    cfg.weights_id = backbone.weights_id
+    prep = backbone.preprocess(cfg.resize, cfg.crop)
+    fitted: dict[str, ClassModel] = {}
+    errors: dict[str, str] = {}
+    for cls in classes:
+        t = time.perf_counter()
+        try:
+            cm = fit_class(
+                backbone, prep, cfg, _rows(data_uri, cls, "train", storage_options), _rows(data_uri, cls, "val", storage_options), batch_size
+            )
+        except ConfigError as e:
+            errors[cls] = str(e)
+            log(f"[fit] {cls}: skipped: {e}")
+            continue
+        fitted[cls] = cm
+        log(f"[fit] {cls}: bank {cm.bank.shape[0]}x{cm.bank.shape[1]} from {cm.n_train} images, THR mu={cm.thr_mu:.4f} sigma={cm.thr_sigma:.4f} ({time.perf_counter() - t:.1f}s)")
+    if not fitted:
+        raise ConfigError(f"no class could be fitted: {errors}")
+    save_model(out_uri, cfg, fitted, storage_options)
+    return {"model": out_uri, "classes": sorted(fitted), "errors": errors, "weights_id": cfg.weights_id}
+
+
+@dataclass
+class Scored:
+    """What scoring hands to segmentation for one image."""
+
+    image_id: str
+    class_name: str
+    label: int
+    defect_type: str
+    image_score: float | None = None
+    score_map: np.ndarray | None = None  # (H, W) float32
+    features: np.ndarray | None = None  # (D, h, w) float16: compact hand-off to TTT4AS
+    gt: np.ndarray | None = None
+    thr_mask: np.ndarray | None = None
+    image: np.ndarray | None = None
+    error: str | None = None
+
+
+class Scorer:
+    """Backbone + lazily loaded per-class banks (LRU-bounded), scoring batches of dataset rows.
+
+    One instance per process (or per Ray actor): the backbone is built once and banks are loaded
+    on first use, evicting the least recently used beyond ``max_banks``.
+    """
+
+    def __init__(self, model_uri: str, device: str | None = None, max_banks: int = 16, storage_options=None, keep_images: bool = False):
+        self.model_uri = model_uri
+        self.storage_options = storage_options
+        self.meta = load_meta(model_uri, storage_options)
+        self.cfg = ModelConfig.from_dict(self.meta["config"])
+        self.backbone = make_backbone(self.cfg, device)
+        if self.backbone.weights_id != self.cfg.weights_id:
+            raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {self.cfg.weights_id}")
+        self.prep = self.backbone.preprocess(self.cfg.resize, self.cfg.crop)
+        self.max_banks = max_banks
+        self.keep_images = keep_images
+        self._banks: OrderedDict[str, tuple[PatchCore, Threshold]] = OrderedDict()
+
+    def _class(self, cls: str) -> tuple[PatchCore, Threshold]:
+        if cls in self._banks:
+            self._banks.move_to_end(cls)
+            return self._banks[cls]
+        cm = load_class(self.model_uri, self.meta, cls, self.storage_options)
+        pc = PatchCore(self.cfg.coreset_ratio, self.cfg.coreset_proj_dim, self.cfg.sigma, self.cfg.image_score, seed=self.cfg.seed)
+        pc.bank = cm.bank
+        self._banks[cls] = (pc, Threshold.from_stats(cm.thr_mu, cm.thr_sigma, self.cfg.thr_k))
+        while len(self._banks) > self.max_banks:
+            self._banks.popitem(last=False)
+        return self._banks[cls]
+
+    def score_rows(self, rows: Sequence[dict[str, Any]]) -> list[Scored]:
+        """Score a batch; a bad row becomes a :class:`Scored` with ``error`` set, never an exception."""
+        out: list[Scored] = [
+            Scored(r.get("image_id") or "<missing image_id>", r.get("class_name") or "", int(r.get("label") or 0), r.get("defect_type") or "")
+            for r in rows
+        ]
+        groups: dict[str, list[tuple[int, Decoded]]] = {}
+        for i, r in enumerate(rows):
+            try:
+                if r.get("class_name") not in self.meta["classes"]:
+                    raise RowError(out[i].image_id, f"the model has no bank for class {r.get('class_name')!r}")
+                groups.setdefault(r["class_name"], []).append((i, decode_row(r, self.prep)))
+            except RowError as e:
+                out[i].error = str(e)
+        for cls, items in groups.items():
+            pc, thr = self._class(cls)
+            grids = extract(self.backbone, self.prep, [d.image for _, d in items])
+            maps, scores = pc.score(grids, self.prep.crop)
+            for (i, d), g, m, s in zip(items, grids, maps, scores):
+                o = out[i]
+                o.image_score, o.score_map, o.features, o.gt = float(s), m, g.astype(np.float16), d.gt
+                o.thr_mask = thr.predict(m)
+                if self.keep_images:
+                    o.image = d.image
+        return out
+
+
+def segment_scored(s: Scored, ttt4as: TTT4AS | None) -> tuple[np.ndarray | None, dict]:
+    """TTT4AS mask of one scored image (None when TTT4AS is off or the row already failed)."""
+    if ttt4as is None or s.error is not None:
+        return None, {}
+    try:
+        return ttt4as.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_mask)
+    except Exception as e:  # a per-image SVM failure must not kill the batch
+        return None, {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+
+
+def result_row(s: Scored, ttt_mask: np.ndarray | None, info: dict) -> dict[str, Any]:
+    ok = s.error is None
+    return {
+        "image_id": s.image_id,
+        "class_name": s.class_name,
+        "label": s.label,
+        "defect_type": s.defect_type,
+        "image_score": s.image_score if ok else None,
+        "score_map": encode_npy(s.score_map.astype(np.float16)) if ok else None,
+        "mask_thr": encode_png(s.thr_mask) if ok else None,
+        "mask_ttt4as": encode_png(ttt_mask) if ttt_mask is not None else None,
+        "ttt4as_status": info.get("status"),
+        "ttt4as_reason": info.get("reason"),
+        "error": s.error,
+    }
+
+
+def eval_record(s: Scored, ttt_mask: np.ndarray | None) -> EvalRecord | None:
+    if s.error is not None:
+        return None
+    masks = {"thr": s.thr_mask}
+    if ttt_mask is not None:
+        masks["ttt4as"] = ttt_mask
+    return EvalRecord(s.class_name, s.label, s.image_score, s.score_map.astype(np.float16), s.gt, masks)
+
+
+@dataclass
+class EvalOptions:
+    segment: tuple[str, ...] = BINARISERS
+    ttt4as: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 8
+    classes: tuple[str, ...] | None = None
+
+    def make_ttt4as(self) -> TTT4AS | None:
+        return TTT4AS(**self.ttt4as) if "ttt4as" in self.segment else None
+
+
+def results_uri(out_uri: str) -> str:
+    return join(out_uri, "results")
+
+
+def reset_results(out_uri: str, storage_options=None) -> None:
+    fs, path = filesystem(results_uri(out_uri), storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def write_results(rows: list[dict[str, Any]], out_uri: str, storage_options=None) -> None:
+    if rows:
+        write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), results_uri(out_uri), ["class_name"], storage_options)
+
+
+def finish_report(records: list[EvalRecord], errors_per_class: dict[str, int], segment: Sequence[str]) -> dict[str, Any]:
+    binarisers = [b for b in BINARISERS if b in segment]
+    return to_jsonable(build_report(records, errors_per_class, binarisers))
+
+
+def write_metrics(report: dict[str, Any], out_uri: str, storage_options=None) -> None:
+    write_bytes(join(out_uri, "metrics.json"), json.dumps(report, indent=2).encode(), storage_options)
+
+
+def evaluate(
+    data_uri: str,
+    model_uri: str,
+    out_uri: str,
+    opts: EvalOptions | None = None,
+    storage_options=None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Score every test row, binarise, write ``results/`` and ``metrics.json``; return the report."""
+    opts = opts or EvalOptions()
+    unknown = set(opts.segment) - set(BINARISERS)
+    if unknown:
+        raise ConfigError(f"unknown binariser(s) {sorted(unknown)}; choose from {BINARISERS}")
+    ttt4as = opts.make_ttt4as()
+    scorer = Scorer(model_uri, storage_options=storage_options)
+    reset_results(out_uri, storage_options)
+    records: list[EvalRecord] = []
+    errors: dict[str, int] = {}
+    timings = {"score_s": 0.0, "segment_s": 0.0}
+    n = 0
+    t_start = time.perf_counter()
+    for batch in iter_batches(data_uri, opts.classes, ["test"], INPUT_COLUMNS, opts.batch_size, storage_options):
+        rows = batch.to_pylist()
+        t0 = time.perf_counter()
+        scored = scorer.score_rows(rows)
+        t1 = time.perf_counter()
+        out_rows = []
+        for s in scored:
+            mask, info = segment_scored(s, ttt4as)
+            out_rows.append(result_row(s, mask, info))
+            rec = eval_record(s, mask)
+            if rec is None:
+                errors[s.class_name] = errors.get(s.class_name, 0) + 1
+            else:
+                records.append(rec)
+        timings["score_s"] += t1 - t0
+        timings["segment_s"] += time.perf_counter() - t1
+        write_results(out_rows, out_uri, storage_options)
+        n += len(rows)
+        log(f"[evaluate] {n} images")
+    report = finish_report(records, errors, opts.segment)
+    report["timing"] = {**timings, "total_s": time.perf_counter() - t_start, "images_per_s": n / max(time.perf_counter() - t_start, 1e-9)}
+    report["config"] = {"model": asdict(scorer.cfg), "ttt4as": ttt4as.get_params() if ttt4as else None, "segment": list(opts.segment)}
+    write_metrics(report, out_uri, storage_options)
+    return report
