@@ -1,0 +1,183 @@
+"""``raydist`` command line: ingest | synth | fit | evaluate | nightly | compare | demo.
+
+``jobs/<verb>.py`` reuse these parsers, so ``ray job submit -- python jobs/evaluate.py`` takes the
+same flags as ``raydist evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from raydist import __version__
+from raydist.errors import ConfigError
+
+
+def _add_fit_args(p: argparse.ArgumentParser) -> None:
+    from raydist.features.backbones import BACKBONES
+
+    p.add_argument("--data", required=True, help="dataset URI (local folder or s3://bucket/prefix)")
+    p.add_argument("--out", required=True, help="model URI to write (local folder or s3://)")
+    p.add_argument("--class", dest="classes", action="append", help="fit only this class (repeatable); default: all")
+    p.add_argument("--backbone", default="efficientnet_lite0", choices=sorted(BACKBONES))
+    p.add_argument("--weights", default=None, help="'none' (random), 'packaged' (EfficientNet-Lite0), or a local file; default per backbone")
+    p.add_argument("--block", type=int, default=None, help="ViT block whose tokens are used (default: last)")
+    p.add_argument("--proj-dim", type=int, default=None, help="average-pool features to this many channels")
+    p.add_argument("--resize", type=int, default=256, help="resize side before the center crop (256, MVTec AD practice)")
+    p.add_argument("--crop", type=int, default=224, help="center-crop side; equal to --resize means no crop (MVTec 3D-AD practice)")
+    p.add_argument("--coreset-ratio", type=float, default=0.1)
+    p.add_argument("--coreset-proj-dim", type=int, default=256)
+    p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of score maps, pixels")
+    p.add_argument("--image-score", choices=["max", "top1"], default="max")
+    p.add_argument("--thr-k", type=float, default=3.0, help="THR threshold = mu + k * sigma")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="dataset URI (its test split is evaluated)")
+    p.add_argument("--model", required=True, help="model URI written by `raydist fit`")
+    p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
+    p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
+    p.add_argument("--segment", default="thr,ttt4as", help="binarisers, comma-separated: thr,ttt4as")
+    p.add_argument("--batch-size", type=int, default=8)
+    g = p.add_argument_group("TTT4AS")
+    g.add_argument("--percentile", type=float, default=99.0)
+    g.add_argument("--peak-size", type=int, default=3)
+    g.add_argument("--radius", type=int, default=8)
+    g.add_argument("--nominal-stride", type=int, default=8)
+    g.add_argument("--margin", type=int, default=16)
+    g.add_argument("--max-nominal", type=int, default=None)
+    g.add_argument("--svm-c", type=float, default=0.001)
+    g.add_argument("--class-weight", choices=["balanced"], default=None)
+    g.add_argument("--no-standardize", action="store_true", help="raw features into the SVM (the paper's setting)")
+    g.add_argument("--svm-input", choices=["features", "score"], default="features")
+    g.add_argument("--fallback", choices=["empty", "thr"], default="empty")
+
+
+def _ttt4as_params(a: argparse.Namespace) -> dict:
+    return {
+        "percentile": a.percentile,
+        "peak_size": a.peak_size,
+        "radius": a.radius,
+        "nominal_stride": a.nominal_stride,
+        "margin": a.margin,
+        "max_nominal": a.max_nominal,
+        "C": a.svm_c,
+        "class_weight": a.class_weight,
+        "standardize": not a.no_standardize,
+        "svm_input": a.svm_input,
+        "fallback": a.fallback,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raydist", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"raydist {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("ingest", help="convert a folder layout into the raydist Parquet format")
+    p.add_argument("src", help="source folder")
+    p.add_argument("dest", help="dataset URI to append to (local or s3://)")
+    p.add_argument("--format", required=True, choices=["mvtec-ad", "mvtec-3d", "folder"])
+    p.add_argument("--val-fraction", type=float, default=0.2, help="train share moved to val for classes without val")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("synth", help="write a generated dataset (no download needed)")
+    p.add_argument("dest")
+    p.add_argument("--classes", type=int, default=3)
+    p.add_argument("--train", type=int, default=12)
+    p.add_argument("--val", type=int, default=4)
+    p.add_argument("--test-good", type=int, default=4)
+    p.add_argument("--test-bad", type=int, default=6)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--with-xyz", action="store_true", help="add an organized point cloud and 3D-only defects")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("summary", help="print the per-class/split counts of a dataset")
+    p.add_argument("data")
+
+    p = sub.add_parser("fit", help="fit per-class PatchCore banks and THR statistics")
+    _add_fit_args(p)
+
+    p = sub.add_parser("evaluate", help="score the test split, binarise (THR, TTT4AS), write results + metrics.json")
+    _add_eval_args(p)
+    return parser
+
+
+def print_table(report: dict) -> None:
+    """Per-class THR vs TTT4AS table, the summary users read first."""
+    cols = ["i_auroc", "p_auroc", "aupro_30"]
+    bins = [b for b in ("thr", "ttt4as") if b in report["mean"]]
+    head = f"{'class':<16}" + "".join(f"{c:>10}" for c in cols) + "".join(f"{'F1 ' + b:>12}" for b in bins) + f"{'errors':>8}"
+    print(head)
+    print("-" * len(head))
+
+    def fmt(v) -> str:
+        return "       nan" if v is None else f"{v:10.3f}"
+
+    blocks = list(report["classes"].items()) + [("MEAN", report["mean"]), ("POOLED", report["pooled"])]
+    for name, m in blocks:
+        line = f"{name:<16}" + "".join(fmt(m[c]) for c in cols)
+        line += "".join(f"{(m[b]['f1'] if m[b]['f1'] is not None else float('nan')):12.3f}" for b in bins)
+        print(line + f"{m['n_errors']:>8}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as e:
+        print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(a: argparse.Namespace) -> int:
+    if a.verb == "ingest":
+        from raydist.data.ingest import ingest
+
+        rep = ingest(a.src, a.dest, a.format, a.val_fraction, a.seed)
+        print(json.dumps({"written": rep.written, "n_errors": len(rep.errors)}, indent=2))
+        for e in rep.errors:
+            print(f"rejected: {e['error']}", file=sys.stderr)
+        return 0
+    if a.verb == "synth":
+        from raydist.data.synth import SynthConfig, write_synth
+
+        n = write_synth(a.dest, SynthConfig(a.classes, a.train, a.val, a.test_good, a.test_bad, a.size, a.with_xyz, a.seed))
+        print(f"wrote {n} rows to {a.dest}")
+        return 0
+    if a.verb == "summary":
+        from raydist.data.dataset import summarize
+
+        print(json.dumps(summarize(a.data), indent=2))
+        return 0
+    if a.verb == "fit":
+        from raydist.model_store import ModelConfig
+        from raydist.pipeline import fit_model
+
+        cfg = ModelConfig(
+            backbone=a.backbone, weights=a.weights, block=a.block, proj_dim=a.proj_dim, resize=a.resize, crop=a.crop,
+            coreset_ratio=a.coreset_ratio, coreset_proj_dim=a.coreset_proj_dim, sigma=a.sigma,
+            image_score=a.image_score, thr_k=a.thr_k, seed=a.seed,
+        )  # fmt: skip
+        if cfg.thr_k < 0:
+            raise ConfigError(f"--thr-k must be >= 0, got {cfg.thr_k}")
+        summary = fit_model(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
+        print(json.dumps(summary, indent=2))
+        return 0
+    if a.verb == "evaluate":
+        from raydist.pipeline import EvalOptions, evaluate
+
+        opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None)
+        report = evaluate(a.data, a.model, a.out, opts, log=print)
+        print_table(report)
+        print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
+        return 0
+    raise AssertionError(a.verb)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
