@@ -139,7 +139,8 @@ class Backbone(nn.Module):
             full.load_state_dict(sd, strict=True)
         self.weights_id = _weights_id(self.weights, seed)
         if spec.kind == "cnn":
-            self.model = timm.create_model(spec.timm_name, pretrained=False, features_only=True, out_indices=spec.out_indices)
+            with torch.random.fork_rng(devices=[]):  # its init is overwritten below; keep global RNG untouched
+                self.model = timm.create_model(spec.timm_name, pretrained=False, features_only=True, out_indices=spec.out_indices)
             missing, _ = self.model.load_state_dict(full.state_dict(), strict=False)
             if missing:
                 raise RuntimeError(f"feature extractor lacks weights for {missing[:3]}")

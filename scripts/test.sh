@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's test command: set up the venv, lint, run the whole suite (slow-marked items excluded;
+# RAYDIST_TEST_ALL=1 runs them too).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+export HF_HUB_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 PYTHONDONTWRITEBYTECODE=1
+.venv/bin/ruff check raydist jobs tests benchmarks mlflow
+marker=(-m "not slow")
+[ "${RAYDIST_TEST_ALL:-0}" = 1 ] && marker=()
+.venv/bin/python -m pytest "${marker[@]}" -p no:cacheprovider "$@"

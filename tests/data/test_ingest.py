@@ -1,0 +1,143 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from raydist.data.dataset import read_table, summarize
+from raydist.data.decode import decode_mask, decode_xyz
+from raydist.data.ingest import ingest
+from tests.conftest import shared_sample
+
+
+def save_png(path, arr):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def rgb(v, h=16, w=16):
+    return np.full((h, w, 3), v, np.uint8)
+
+
+def mask_at(i, h=16, w=16):
+    m = np.zeros((h, w), np.uint8)
+    m[i : i + 3, i : i + 3] = 255
+    return m
+
+
+def build_mvtec_ad(root):
+    for cls in ("bottle", "screw"):
+        for i in range(5):
+            save_png(root / cls / "train" / "good" / f"{i:03d}.png", rgb(i))
+        save_png(root / cls / "test" / "good" / "000.png", rgb(50))
+        for i in range(2):
+            save_png(root / cls / "test" / "crack" / f"{i:03d}.png", rgb(100 + i))
+            save_png(root / cls / "ground_truth" / "crack" / f"{i:03d}_mask.png", mask_at(i + 2))
+
+
+def test_ingest_mvtec_ad_counts_and_pairing(tmp_path):
+    build_mvtec_ad(tmp_path / "src")
+    rep = ingest(tmp_path / "src", str(tmp_path / "ds"), "mvtec-ad")
+    assert rep.errors == []
+    # 20% of 5 train images -> 1 val image per class
+    assert rep.written == {"bottle": {"train": 4, "val": 1, "test": 3}, "screw": {"train": 4, "val": 1, "test": 3}}
+    rows = read_table(str(tmp_path / "ds"), classes=["bottle"], splits=["test"]).to_pylist()
+    bad = {r["image_id"]: r for r in rows if r["label"] == 1}
+    assert sorted(bad) == ["bottle/test/crack/000", "bottle/test/crack/001"]
+    for k, r in bad.items():
+        i = int(k[-1])
+        m = decode_mask(r["mask"], k)
+        assert m.sum() == 9 and m[i + 2, i + 2]  # mask paired with its own image
+    assert all(r["mask"] is None for r in rows if r["label"] == 0)
+    report = json.loads((tmp_path / "ds" / "_ingest_report.json").read_text())
+    assert report["n_written"] == 16
+
+
+def build_mvtec_3d(root, with_xyz=True):
+    cls = root / "gland"
+    for split, defects in (("train", {"good": 3}), ("validation", {"good": 2}), ("test", {"good": 1, "hole": 2})):
+        for d, n in defects.items():
+            for i in range(n):
+                save_png(cls / split / d / "rgb" / f"{i:03d}.png", rgb(10 * i, 12, 14))
+                gt = np.zeros((12, 14), np.uint8)
+                if d != "good":
+                    gt[2:5, 3:6] = 1  # gt values > 0, not only 255
+                save_png(cls / split / d / "gt" / f"{i:03d}.png", gt)
+                if with_xyz:
+                    xyz = np.random.default_rng(i).random((12, 14, 3)).astype(np.float32)
+                    xyz[0, 0] = 0
+                    (cls / split / d / "xyz").mkdir(parents=True, exist_ok=True)
+                    tifffile.imwrite(cls / split / d / "xyz" / f"{i:03d}.tiff", xyz)
+
+
+def test_ingest_mvtec_3d_with_xyz(tmp_path):
+    build_mvtec_3d(tmp_path / "src")
+    rep = ingest(tmp_path / "src", str(tmp_path / "ds"), "mvtec-3d")
+    assert rep.errors == []
+    assert rep.written == {"gland": {"train": 3, "val": 2, "test": 3}}  # validation -> val, no 20% split
+    rows = read_table(str(tmp_path / "ds"), splits=["test"]).to_pylist()
+    hole = [r for r in rows if r["defect_type"] == "hole"]
+    assert len(hole) == 2 and all(decode_mask(r["mask"], "h").sum() == 9 for r in hole)
+    xyz = decode_xyz(rows[0]["xyz"], rows[0]["image_id"], (12, 14))
+    assert xyz.shape == (12, 14, 3) and np.isnan(xyz[0, 0]).all()
+
+
+def test_ingest_reports_bad_rows_and_keeps_the_rest(tmp_path):
+    src = tmp_path / "src"
+    build_mvtec_3d(src)
+    cls = src / "gland" / "test"
+    (cls / "hole" / "rgb" / "000.png").write_bytes(b"corrupt bytes")  # corrupt PNG
+    save_png(cls / "hole" / "gt" / "001.png", np.ones((5, 5), np.uint8))  # mask of another size
+    tifffile.imwrite(cls / "good" / "xyz" / "000.tiff", np.zeros((12, 14), np.float32))  # not 3-channel
+    save_png(src / "gland" / "train" / "good" / "rgb" / "009.png", rgb(1, 12, 14))
+    tifffile.imwrite(src / "gland" / "train" / "good" / "xyz" / "009.tiff", np.zeros((10, 14, 3), np.float32))  # wrong shape
+    rep = ingest(src, str(tmp_path / "ds"), "mvtec-3d")
+    reasons = {e["image_id"]: e["error"] for e in rep.errors}
+    assert set(reasons) == {"gland/test/hole/000", "gland/test/hole/001", "gland/test/good/000", "gland/train/good/009"}
+    assert reasons["gland/test/hole/000"].startswith("corrupt_image")
+    assert reasons["gland/test/hole/001"].startswith("shape_mismatch")
+    assert reasons["gland/test/good/000"].startswith("invalid_xyz")
+    assert reasons["gland/train/good/009"].startswith("shape_mismatch")
+    assert rep.n_written == 5  # 3 train + 2 val survive
+
+
+def test_missing_mask_is_reported(tmp_path):
+    build_mvtec_ad(tmp_path / "src")
+    (tmp_path / "src" / "screw" / "ground_truth" / "crack" / "001_mask.png").unlink()
+    rep = ingest(tmp_path / "src", str(tmp_path / "ds"), "mvtec-ad")
+    assert [e["image_id"] for e in rep.errors] == ["screw/test/crack/001"]
+    assert "missing_mask" in rep.errors[0]["error"]
+
+
+def test_folder_format_refuses_symlink_escape(tmp_path):
+    outside = tmp_path / "outside"
+    save_png(outside / "secret.png", rgb(1))
+    src = tmp_path / "src"
+    save_png(src / "part" / "train" / "good" / "000.png", rgb(1))
+    (src / "part" / "train" / "good" / "evil.png").symlink_to(outside / "secret.png")
+    with pytest.raises(PermissionError, match="outside the source root"):
+        ingest(src, str(tmp_path / "ds"), "folder")
+
+
+def test_ingest_real_mvtec3d_sample(tmp_path):
+    src = shared_sample("mvtec3d-mini")
+    rep = ingest(src, str(tmp_path / "ds"), "mvtec-3d")
+    assert rep.errors == []
+    assert rep.written == {"cable_gland": {"train": 6, "val": 2, "test": 6}}
+    rows = read_table(str(tmp_path / "ds"), splits=["test"]).to_pylist()
+    assert sum(r["label"] for r in rows) == 4
+    r = next(r for r in rows if r["label"] == 1)
+    xyz = decode_xyz(r["xyz"], r["image_id"], (r["height"], r["width"]))
+    assert xyz.shape == (400, 400, 3) and np.isfinite(xyz).all(axis=2).mean() > 0.5
+    assert decode_mask(r["mask"], r["image_id"], (400, 400)).sum() > 0
+
+
+def test_ingest_real_rgb_only_sample(tmp_path):
+    src = shared_sample("mvtec3d-rgb-tire")
+    rep = ingest(src, str(tmp_path / "ds"), "mvtec-3d")
+    assert rep.errors == []
+    s = summarize(str(tmp_path / "ds"))
+    assert s["tire"]["train"]["n"] == 40 and s["tire"]["val"]["n"] == 8
+    assert s["tire"]["test"] == {"n": 22, "anomalous": 14}
+    assert all(r["xyz"] is None for r in read_table(str(tmp_path / "ds"), columns=["xyz"]).to_pylist())
