@@ -29,7 +29,7 @@ def write_table(
     partition_cols: Sequence[str] = PARTITIONING_FIELDS,
     storage_options: dict[str, Any] | None = None,
     basename: str | None = None,
-    max_rows_per_group: int = 256,
+    max_rows_per_group: int = 64,
 ) -> None:
     """Append ``table`` to the dataset at ``uri`` as new files (never rewrites existing ones).
 

@@ -1,0 +1,1 @@
+"""The Ray layer: the only package that imports ``ray``. It calls the core; it adds no science."""

@@ -1,0 +1,184 @@
+"""Distributed evaluation on Ray: scoring actors hold the backbone and banks; SVM tasks on CPUs.
+
+Flow per work unit (one Parquet row group of the test split):
+    ScoringActor.score_unit(unit) -> [Scored] in the object store (score map, float16 feature grid)
+    segment_unit task (num_cpus=1) -> THR + TTT4AS masks, results Parquet part, metric summary
+The driver only moves unit descriptors and small summaries; in-flight work is bounded, so memory
+stays flat however large the archive is.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from raydist.distributed.units import Unit, list_units, read_unit
+from raydist.metrics.aggregates import PixelAggregate
+from raydist.metrics.binary import confusion
+from raydist.metrics.summary import report_from_summaries
+from raydist.model_store import load_meta
+from raydist.pipeline import (
+    BINARISERS,
+    INPUT_COLUMNS,
+    RESULT_SCHEMA,
+    EvalOptions,
+    Scored,
+    Scorer,
+    reset_results,
+    result_row,
+    segment_scored,
+    write_metrics,
+)
+from raydist.segment.ttt4as import TTT4AS
+from raydist.storage import filesystem, join, read_bytes, write_bytes
+
+
+def init(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to the cluster (``RAY_ADDRESS`` / ``address``) or start an embedded local Ray."""
+    if ray.is_initialized():
+        return
+    import os
+
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
+
+
+@ray.remote(max_restarts=2, max_task_retries=2)
+class ScoringActor:
+    """Loads the backbone once (on its GPU if it was given one) and keeps an LRU of class banks."""
+
+    def __init__(self, model_uri: str, data_uri: str, storage_options=None, max_banks: int = 16):
+        self.data_uri = data_uri
+        self.storage_options = storage_options
+        self.scorer = Scorer(model_uri, max_banks=max_banks, storage_options=storage_options)
+
+    def score_unit(self, unit: Unit) -> list[Scored]:
+        rows = read_unit(unit, self.data_uri, INPUT_COLUMNS, self.storage_options)
+        return self.scorer.score_rows(rows)
+
+
+def bins_reference(meta: dict) -> float:
+    """One bin layout for all classes (so the pooled view can merge them): geometric mean of THR mus."""
+    mus = [c["thr"]["mu"] for c in meta["classes"].values() if c["thr"]["mu"] > 0]
+    return float(np.exp(np.mean(np.log(mus)))) if mus else 1.0
+
+
+@ray.remote(num_cpus=1, max_retries=3)
+def segment_unit(
+    unit: Unit, scored: list[Scored], ttt4as_params: dict | None, segment: list[str], out_uri: str, reference: float, storage_options=None
+) -> dict[str, Any]:
+    """Binarise one unit's images, write its results part and summary; idempotent (fixed names)."""
+    ttt4as = TTT4AS(**ttt4as_params) if ttt4as_params is not None else None
+    rows, images = [], []
+    aggs: dict[str, PixelAggregate] = {}
+    for s in scored:
+        mask, info = segment_scored(s, ttt4as)
+        rows.append(result_row(s, mask, info))
+        im = {"image_id": s.image_id, "class_name": s.class_name, "label": s.label, "error": s.error, "image_score": s.image_score, "counts": {}}
+        if s.error is None:
+            agg = aggs.setdefault(s.class_name, PixelAggregate.around(reference))
+            agg.add(s.gt, s.score_map)
+            if "thr" in segment:
+                im["counts"]["thr"] = confusion(s.gt, s.thr_mask)
+            if mask is not None:
+                im["counts"]["ttt4as"] = confusion(s.gt, mask)
+        images.append(im)
+    table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA).drop_columns(["class_name"])
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    write_bytes(join(out_uri, "results", f"class_name={unit.class_name}", f"part-{unit.uid}.parquet"), buf.getvalue(), storage_options)
+    summary = {"unit": unit.uid, "n_rows": len(rows), "images": images, "aggregates": {c: a.to_dict() for c, a in aggs.items()}}
+    write_bytes(join(out_uri, "_parts", f"{unit.uid}.json"), json.dumps(summary).encode(), storage_options)  # marks the unit done
+    return {"unit": unit.uid, "n_rows": len(rows), "n_errors": sum(im["error"] is not None for im in images)}
+
+
+def done_units(out_uri: str, storage_options=None) -> set[str]:
+    fs, path = filesystem(join(out_uri, "_parts"), storage_options)
+    if not fs.exists(path):
+        return set()
+    return {p.rsplit("/", 1)[-1][: -len(".json")] for p in fs.ls(path, detail=False) if p.endswith(".json")}
+
+
+def read_summaries(out_uri: str, storage_options=None):
+    for uid in sorted(done_units(out_uri, storage_options)):
+        yield json.loads(read_bytes(join(out_uri, "_parts", f"{uid}.json"), storage_options))
+
+
+def evaluate(
+    data_uri: str,
+    model_uri: str,
+    out_uri: str,
+    opts: EvalOptions | None = None,
+    num_actors: int = 1,
+    gpus_per_actor: float = 0.0,
+    cpus_per_actor: float = 1.0,
+    max_in_flight: int | None = None,
+    resume: bool = False,
+    storage_options=None,
+    log=print,
+) -> dict[str, Any]:
+    """Evaluate the test split on the connected Ray cluster; ``resume`` skips finished units (nightly)."""
+    opts = opts or EvalOptions()
+    t0 = time.perf_counter()
+    meta = load_meta(model_uri, storage_options)
+    units = list_units(data_uri, opts.classes, storage_options)
+    if resume:
+        finished = done_units(out_uri, storage_options)
+        todo = [u for u in units if u.uid not in finished]
+    else:
+        reset_results(out_uri, storage_options)
+        fs, parts = filesystem(join(out_uri, "_parts"), storage_options)
+        if fs.exists(parts):
+            fs.rm(parts, recursive=True)
+        todo = units
+    log(f"[ray] {len(units)} units ({sum(u.n_rows for u in units)} images), {len(todo)} to do")
+    ttt_params = opts.make_ttt4as().get_params() if "ttt4as" in opts.segment else None
+    reference = bins_reference(meta)
+    n_rows = 0
+    if todo:
+        actors = [
+            ScoringActor.options(num_gpus=gpus_per_actor, num_cpus=cpus_per_actor).remote(model_uri, data_uri, storage_options)
+            for _ in range(max(1, num_actors))
+        ]
+        limit = max_in_flight or 2 * len(actors)
+        pending_score: dict[ray.ObjectRef, Unit] = {}
+        pending_seg: list[ray.ObjectRef] = []
+        queue = list(todo)
+        turn = 0
+        while queue or pending_score or pending_seg:
+            while queue and len(pending_score) < limit:
+                u = queue.pop(0)
+                pending_score[actors[turn % len(actors)].score_unit.remote(u)] = u
+                turn += 1
+            waitables = list(pending_score) + pending_seg
+            ready, _ = ray.wait(waitables, num_returns=1)
+            for ref in ready:
+                if ref in pending_score:
+                    u = pending_score.pop(ref)
+                    pending_seg.append(segment_unit.remote(u, ref, ttt_params, list(opts.segment), out_uri, reference, storage_options))
+                else:
+                    pending_seg.remove(ref)
+                    res = ray.get(ref)
+                    n_rows += res["n_rows"]
+                    log(f"[ray] unit {res['unit']}: {res['n_rows']} images, {res['n_errors']} errors")
+        for a in actors:
+            ray.kill(a)
+    binarisers = [b for b in BINARISERS if b in opts.segment]
+    report = report_from_summaries(read_summaries(out_uri, storage_options), binarisers)
+    elapsed = time.perf_counter() - t0
+    report["timing"] = {"total_s": elapsed, "images_evaluated": n_rows, "images_per_s": n_rows / max(elapsed, 1e-9)}
+    report["config"] = {"model": meta["config"], "ttt4as": ttt_params, "segment": list(opts.segment), "executor": "ray", "num_actors": num_actors}
+    write_metrics(report, out_uri, storage_options)
+    return report
+
+
+__all__ = ["evaluate", "init"]
