@@ -57,6 +57,15 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fallback", choices=["empty", "thr"], default="empty")
 
 
+def _add_ray_args(p: argparse.ArgumentParser, default: str) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--executor", choices=["local", "ray"], default=default, help="in-process core path, or Ray")
+    g.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else an embedded local Ray)")
+    g.add_argument("--num-actors", type=int, default=1, help="scoring actors (one per GPU on a GPU cluster)")
+    g.add_argument("--gpus-per-actor", type=float, default=0.0)
+    g.add_argument("--num-cpus", type=int, default=None, help="CPUs of an embedded local Ray (default: all)")
+
+
 def _ttt4as_params(a: argparse.Namespace) -> dict:
     return {
         "percentile": a.percentile,
@@ -73,7 +82,7 @@ def _ttt4as_params(a: argparse.Namespace) -> dict:
     }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raydist", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"raydist {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -101,9 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit per-class PatchCore banks and THR statistics")
     _add_fit_args(p)
+    _add_ray_args(p, executor_default)
 
     p = sub.add_parser("evaluate", help="score the test split, binarise (THR, TTT4AS), write results + metrics.json")
     _add_eval_args(p)
+    _add_ray_args(p, executor_default)
+
+    p = sub.add_parser("nightly", help="evaluate only test units not yet in RESULTS_URI (idempotent, on Ray)")
+    _add_eval_args(p)
+    _add_ray_args(p, "ray")
     return parser
 
 
@@ -125,8 +140,8 @@ def print_table(report: dict) -> None:
         print(line + f"{m['n_errors']:>8}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> int:
+    args = build_parser(executor_default).parse_args(argv)
     try:
         return _run(args)
     except ConfigError as e:
@@ -165,14 +180,32 @@ def _run(a: argparse.Namespace) -> int:
         )  # fmt: skip
         if cfg.thr_k < 0:
             raise ConfigError(f"--thr-k must be >= 0, got {cfg.thr_k}")
-        summary = fit_model(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
+        if a.executor == "ray":
+            from raydist.distributed import evaluate as dist
+            from raydist.distributed.fit import fit_model as fit_ray
+
+            dist.init(a.address, a.num_cpus)
+            summary = fit_ray(a.data, a.out, cfg, a.classes, a.batch_size, a.gpus_per_actor)
+        else:
+            summary = fit_model(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
         print(json.dumps(summary, indent=2))
         return 0
-    if a.verb == "evaluate":
+    if a.verb in ("evaluate", "nightly"):
         from raydist.pipeline import EvalOptions, evaluate
 
         opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None)
-        report = evaluate(a.data, a.model, a.out, opts, log=print)
+        opts.make_ttt4as()  # validate TTT4AS options before any work starts
+        if a.executor == "ray":
+            from raydist.distributed import evaluate as dist
+
+            dist.init(a.address, a.num_cpus)
+            report = dist.evaluate(
+                a.data, a.model, a.out, opts, num_actors=a.num_actors, gpus_per_actor=a.gpus_per_actor, resume=a.verb == "nightly"
+            )
+        elif a.verb == "nightly":
+            raise ConfigError("nightly runs on Ray (--executor ray)")
+        else:
+            report = evaluate(a.data, a.model, a.out, opts, log=print)
         print_table(report)
         print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
         return 0

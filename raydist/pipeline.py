@@ -17,7 +17,13 @@ import numpy as np
 import pyarrow as pa
 
 from raydist.data.dataset import iter_batches, list_partitions, write_table
-from raydist.data.decode import DEFAULT_MAX_PIXELS, decode_image, decode_mask, encode_npy, encode_png
+from raydist.data.decode import (
+    DEFAULT_MAX_PIXELS,
+    decode_image,
+    decode_mask,
+    encode_npy,
+    encode_png,
+)
 from raydist.errors import ConfigError, RowError
 from raydist.features.backbones import Backbone
 from raydist.features.preprocess import Preprocess
