@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -66,6 +67,15 @@ def _add_ray_args(p: argparse.ArgumentParser, default: str) -> None:
     g.add_argument("--num-cpus", type=int, default=None, help="CPUs of an embedded local Ray (default: all)")
 
 
+def _add_tracking_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tracking (MLflow)")
+    g.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI, else a sqlite store in the output folder")
+    g.add_argument("--experiment", default="raydist")
+    g.add_argument("--run-name", default=None)
+    g.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    g.add_argument("--gallery-per-class", type=int, default=4, help="overlay PNGs logged per class")
+
+
 def _ttt4as_params(a: argparse.Namespace) -> dict:
     return {
         "percentile": a.percentile,
@@ -111,14 +121,24 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit per-class PatchCore banks and THR statistics")
     _add_fit_args(p)
     _add_ray_args(p, executor_default)
+    _add_tracking_args(p)
 
     p = sub.add_parser("evaluate", help="score the test split, binarise (THR, TTT4AS), write results + metrics.json")
     _add_eval_args(p)
     _add_ray_args(p, executor_default)
+    _add_tracking_args(p)
 
     p = sub.add_parser("nightly", help="evaluate only test units not yet in RESULTS_URI (idempotent, on Ray)")
     _add_eval_args(p)
     _add_ray_args(p, "ray")
+    _add_tracking_args(p)
+
+    p = sub.add_parser("compare", help="table + trend chart of the last N runs of an MLflow experiment")
+    p.add_argument("--experiment", default="raydist")
+    p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")
+    p.add_argument("--last", type=int, default=5)
+    p.add_argument("--threshold", type=float, default=0.01, help="a per-class drop larger than this is a regression")
+    p.add_argument("--chart", default=None, help="write a PNG trend chart here")
     return parser
 
 
@@ -147,6 +167,41 @@ def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> 
     except ConfigError as e:
         print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from raydist.tracking import TrackingUnavailable
+
+        if isinstance(e, TrackingUnavailable):
+            print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
+            return 3
+        raise
+
+
+def _tracker(a: argparse.Namespace):
+    """Fail fast (before any work) when tracking is on and its server is unreachable."""
+    if a.no_tracking:
+        return None
+    from raydist.storage import is_remote
+    from raydist.tracking import Tracker
+
+    default = None
+    if not (a.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+        default = Tracker.local_uri("mlflow-local" if is_remote(a.out) else a.out)
+    t = Tracker(a.tracking_uri, a.experiment, default_uri=default)
+    t.check()
+    return t
+
+
+def _artifact_root(a: argparse.Namespace) -> str | None:
+    from raydist.storage import is_remote
+
+    if a.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or is_remote(a.out):
+        return None
+    return os.path.join(os.path.abspath(a.out), "mlartifacts")
+
+
+def _report_tracking(t) -> None:
+    if t is not None and t.not_logged:
+        print("tracking: NOT logged (results on disk are complete): " + "; ".join(t.not_logged), file=sys.stderr)
 
 
 def _run(a: argparse.Namespace) -> int:
@@ -180,6 +235,7 @@ def _run(a: argparse.Namespace) -> int:
         )  # fmt: skip
         if cfg.thr_k < 0:
             raise ConfigError(f"--thr-k must be >= 0, got {cfg.thr_k}")
+        tracker = _tracker(a)
         if a.executor == "ray":
             from raydist.distributed import evaluate as dist
             from raydist.distributed.fit import fit_model as fit_ray
@@ -189,12 +245,26 @@ def _run(a: argparse.Namespace) -> int:
         else:
             summary = fit_model(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
         print(json.dumps(summary, indent=2))
+        if tracker is not None:
+            from dataclasses import asdict
+
+            from raydist.storage import join, read_bytes
+
+            rid = tracker.log_job(
+                "fit", {"model": asdict(cfg), "data": a.data, "out": a.out, "executor": a.executor},
+                artifacts={"model.json": read_bytes(join(a.out, "model.json"))},
+                tags={"raydist.dataset": a.data, "raydist.method": cfg.method, "raydist.backbone": cfg.backbone, "raydist.model_uri": a.out},
+                artifact_root=_artifact_root(a), run_name=a.run_name,
+            )  # fmt: skip
+            print(f"mlflow run {rid} at {tracker.uri}")
+            _report_tracking(tracker)
         return 0
     if a.verb in ("evaluate", "nightly"):
         from raydist.pipeline import EvalOptions, evaluate
 
         opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None)
         opts.make_ttt4as()  # validate TTT4AS options before any work starts
+        tracker = _tracker(a)
         if a.executor == "ray":
             from raydist.distributed import evaluate as dist
 
@@ -208,8 +278,52 @@ def _run(a: argparse.Namespace) -> int:
             report = evaluate(a.data, a.model, a.out, opts, log=print)
         print_table(report)
         print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
+        if tracker is not None:
+            _log_evaluation(tracker, a, report)
+        return 0
+    if a.verb == "compare":
+        from raydist.tracking.compare import compare_runs, format_table, trend_chart
+
+        uri = a.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            raise ConfigError("give --tracking-uri or set MLFLOW_TRACKING_URI")
+        try:
+            cmp = compare_runs(uri, a.experiment, a.last, a.threshold)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        print(format_table(cmp))
+        if a.chart:
+            trend_chart(cmp, a.chart)
+            print(f"chart: {a.chart}")
         return 0
     raise AssertionError(a.verb)
+
+
+def _log_evaluation(tracker, a: argparse.Namespace, report: dict) -> None:
+    from raydist.metrics.report import to_jsonable
+    from raydist.overlays import render_gallery
+    from raydist.storage import join, read_bytes
+    from raydist.tracking.mlflow_tracker import class_table_csv, dataset_fingerprint
+
+    artifacts = {"metrics.json": read_bytes(join(a.out, "metrics.json")), "per_class.csv": class_table_csv(report).encode()}
+    try:
+        for name, png in render_gallery(a.data, a.out, report["config"]["model"], a.gallery_per_class).items():
+            artifacts[f"overlays/{name}"] = png
+    except Exception as e:  # a figure must never cost the run its metrics
+        print(f"tracking: overlays skipped: {type(e).__name__}: {e}", file=sys.stderr)
+    artifacts["results_uri.txt"] = f"{a.out}/results\n".encode()
+    cfg = report["config"]
+    params = {
+        "model": cfg["model"], "ttt4as": cfg.get("ttt4as") or {}, "segment": ",".join(cfg["segment"]),
+        "data": {"uri": a.data, **dataset_fingerprint(a.data)}, "model_uri": a.model, "executor": a.executor,
+    }  # fmt: skip
+    tags = {
+        "raydist.dataset": a.data, "raydist.method": cfg["model"].get("method", "patchcore"),
+        "raydist.backbone": cfg["model"].get("backbone", ""), "raydist.model_uri": a.model,
+    }  # fmt: skip
+    rid = tracker.log_job(a.verb, params, to_jsonable(report), artifacts, tags, _artifact_root(a), a.run_name)
+    print(f"mlflow run {rid} at {tracker.uri}")
+    _report_tracking(tracker)
 
 
 if __name__ == "__main__":

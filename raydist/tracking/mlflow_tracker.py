@@ -1,0 +1,198 @@
+"""One MLflow run per job: flattened parameters, per-class metrics, artifacts and tags.
+
+Tracking never endangers results: results are written before anything is logged, every MLflow
+call is retried with backoff, and what could not be logged is reported instead of raised.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import os
+import re
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from raydist import __version__
+
+_SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
+BINARY_KEYS = ("precision", "recall", "f1", "f1_pooled")
+SCORE_KEYS = ("i_auroc", "i_ap", "p_auroc", "p_ap", "aupro_30", "aupro_1", "n_images", "n_anomalous", "n_errors")
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server cannot be reached (raised before any work starts)."""
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def metric_items(report: dict[str, Any]) -> dict[str, float]:
+    """``{metric}/{scope}`` with scope = a class name, ``_mean`` or ``_pooled``; THR and TTT4AS side by side."""
+    scopes = {**{_SAFE.sub("_", c): m for c, m in report["classes"].items()}, "_mean": report["mean"], "_pooled": report["pooled"]}
+    out: dict[str, float] = {}
+    for scope, m in scopes.items():
+        for k in SCORE_KEYS:
+            if m.get(k) is not None:
+                out[f"{k}/{scope}"] = float(m[k])
+        for b in ("thr", "ttt4as"):
+            for k in BINARY_KEYS:
+                if isinstance(m.get(b), dict) and m[b].get(k) is not None:
+                    out[f"{k}_{b}/{scope}"] = float(m[b][k])
+    for k, v in (report.get("timing") or {}).items():
+        if isinstance(v, int | float):
+            out[f"timing/{k}"] = float(v)
+    return out
+
+
+def class_table_csv(report: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    cols = list(SCORE_KEYS) + [f"{k}_{b}" for b in ("thr", "ttt4as") for k in BINARY_KEYS]
+    w.writerow(["class", *cols])
+    for name, m in [*report["classes"].items(), ("MEAN", report["mean"]), ("POOLED", report["pooled"])]:
+        row = [m.get(k) for k in SCORE_KEYS]
+        row += [(m.get(b) or {}).get(k) for b in ("thr", "ttt4as") for k in BINARY_KEYS]
+        w.writerow([name, *row])
+    return buf.getvalue()
+
+
+def git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except Exception:
+        return None
+
+
+def dataset_fingerprint(data_uri: str, storage_options=None) -> dict[str, Any]:
+    """Row count + a hash of the partition list: changes when the archive changes."""
+    from raydist.data.dataset import list_partitions, open_dataset
+
+    parts = list_partitions(data_uri, storage_options)
+    rows = open_dataset(data_uri, storage_options).count_rows()
+    h = hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+    return {"rows": rows, "partitions": len(parts), "partitions_sha": h}
+
+
+class Tracker:
+    """MLflow run logging with retries. ``tracking_uri`` None -> ``MLFLOW_TRACKING_URI`` -> ``default_uri``."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "raydist", default_uri: str | None = None,
+                 retries: int = 3, backoff_s: float = 1.0, log: Callable[[str], None] = print):  # fmt: skip
+        self.uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_uri
+        if not self.uri:
+            raise ValueError("no tracking URI: pass one, set MLFLOW_TRACKING_URI, or give a default")
+        self.experiment = experiment
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.log = log
+        self.not_logged: list[str] = []
+
+    @staticmethod
+    def local_uri(folder: str) -> str:
+        """A sqlite store inside the output folder: no server needed."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{Path(folder).resolve() / 'mlflow.db'}"
+
+    def check(self, timeout_s: float = 5.0) -> None:
+        """Fail fast, before any work, when an HTTP tracking server does not answer."""
+        if self.uri.startswith(("http://", "https://")):
+            try:
+                with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=timeout_s) as r:
+                    if r.status != 200:
+                        raise TrackingUnavailable(f"MLflow server at {self.uri} answered {r.status} on /health")
+            except TrackingUnavailable:
+                raise
+            except Exception as e:
+                raise TrackingUnavailable(
+                    f"MLflow tracking server {self.uri} is unreachable ({type(e).__name__}); start it "
+                    "(bash mlflow/server.sh), point --tracking-uri elsewhere, or pass --no-tracking"
+                ) from None
+
+    def _retry(self, what: str, fn: Callable[[], Any]) -> Any:
+        for attempt in range(self.retries):
+            try:
+                return fn()
+            except Exception as e:  # transient HTTP / DB errors: retry, then report
+                if attempt == self.retries - 1:
+                    self.not_logged.append(f"{what}: {type(e).__name__}: {str(e)[:200]}")
+                    self.log(f"[tracking] gave up on {what} after {self.retries} attempts: {type(e).__name__}")
+                    return None
+                time.sleep(self.backoff_s * 2**attempt)
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri)
+
+    def _experiment_id(self, client, artifact_root: str | None) -> str:
+        exp = client.get_experiment_by_name(self.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        return client.create_experiment(self.experiment, artifact_location=artifact_root)
+
+    def log_job(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        report: dict[str, Any] | None = None,
+        artifacts: dict[str, bytes] | None = None,
+        tags: dict[str, str] | None = None,
+        artifact_root: str | None = None,
+        run_name: str | None = None,
+    ) -> str | None:
+        """Create one run with everything; returns the run id, or None if the run could not be created."""
+        client = self._retry("connect", self._client)
+        if client is None:
+            return None
+        exp_id = self._retry("experiment", lambda: self._experiment_id(client, artifact_root))
+        if exp_id is None:
+            return None
+        all_tags = {"raydist.job": kind, "raydist.version": __version__, "raydist.run_date": dt.date.today().isoformat(), **(tags or {})}
+        commit = git_commit()
+        if commit:
+            all_tags["raydist.git_commit"] = commit
+        run = self._retry("create run", lambda: client.create_run(exp_id, run_name=run_name, tags=all_tags))
+        if run is None:
+            return None
+        rid = run.info.run_id
+        from mlflow.entities import Metric, Param
+
+        flat = {k: ("None" if v is None else str(v))[:6000] for k, v in flatten(params).items()}
+        ts = int(time.time() * 1000)
+        items = list(flat.items())
+        for i in range(0, len(items), 90):
+            chunk = [Param(k, v) for k, v in items[i : i + 90]]
+            self._retry("params", lambda c=chunk: client.log_batch(rid, params=c))
+        if report is not None:
+            mets = [Metric(k, v, ts, 0) for k, v in metric_items(report).items()]
+            for i in range(0, len(mets), 900):
+                chunk = mets[i : i + 900]
+                self._retry("metrics", lambda c=chunk: client.log_batch(rid, metrics=c))
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, data in (artifacts or {}).items():
+                path = Path(tmp) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                sub = str(Path(name).parent) if Path(name).parent != Path(".") else None
+                self._retry(f"artifact {name}", lambda p=path, s=sub: client.log_artifact(rid, str(p), s))
+        status = "FINISHED" if not self.not_logged else "FAILED"
+        self._retry("finish", lambda: client.set_terminated(rid, status))
+        return rid
