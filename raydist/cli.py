@@ -191,14 +191,6 @@ def _tracker(a: argparse.Namespace):
     return t
 
 
-def _artifact_root(a: argparse.Namespace) -> str | None:
-    from raydist.storage import is_remote
-
-    if a.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or is_remote(a.out):
-        return None
-    return os.path.join(os.path.abspath(a.out), "mlartifacts")
-
-
 def _report_tracking(t) -> None:
     if t is not None and t.not_logged:
         print("tracking: NOT logged (results on disk are complete): " + "; ".join(t.not_logged), file=sys.stderr)
@@ -254,7 +246,7 @@ def _run(a: argparse.Namespace) -> int:
                 "fit", {"model": asdict(cfg), "data": a.data, "out": a.out, "executor": a.executor},
                 artifacts={"model.json": read_bytes(join(a.out, "model.json"))},
                 tags={"raydist.dataset": a.data, "raydist.method": cfg.method, "raydist.backbone": cfg.backbone, "raydist.model_uri": a.out},
-                artifact_root=_artifact_root(a), run_name=a.run_name,
+                run_name=a.run_name,
             )  # fmt: skip
             print(f"mlflow run {rid} at {tracker.uri}")
             _report_tracking(tracker)
@@ -321,7 +313,7 @@ def _log_evaluation(tracker, a: argparse.Namespace, report: dict) -> None:
         "raydist.dataset": a.data, "raydist.method": cfg["model"].get("method", "patchcore"),
         "raydist.backbone": cfg["model"].get("backbone", ""), "raydist.model_uri": a.model,
     }  # fmt: skip
-    rid = tracker.log_job(a.verb, params, to_jsonable(report), artifacts, tags, _artifact_root(a), a.run_name)
+    rid = tracker.log_job(a.verb, params, to_jsonable(report), artifacts, tags, run_name=a.run_name)
     print(f"mlflow run {rid} at {tracker.uri}")
     _report_tracking(tracker)
 

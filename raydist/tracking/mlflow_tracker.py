@@ -142,11 +142,17 @@ class Tracker:
 
         return MlflowClient(tracking_uri=self.uri)
 
+    def artifact_root(self) -> str | None:
+        """Next to a local sqlite store (``<db dir>/mlartifacts``); a server manages its own."""
+        if self.uri.startswith("sqlite:///"):
+            return str(Path(self.uri[len("sqlite:///") :]).parent / "mlartifacts")
+        return None
+
     def _experiment_id(self, client, artifact_root: str | None) -> str:
         exp = client.get_experiment_by_name(self.experiment)
         if exp is not None:
             return exp.experiment_id
-        return client.create_experiment(self.experiment, artifact_location=artifact_root)
+        return client.create_experiment(self.experiment, artifact_location=artifact_root or self.artifact_root())
 
     def log_job(
         self,
