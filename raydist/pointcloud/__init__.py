@@ -1,0 +1,1 @@
+"""Organized point clouds: background removal, sampling, grouping, and projection to image grids."""

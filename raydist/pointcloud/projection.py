@@ -1,0 +1,32 @@
+"""Per-point features back onto the image grid, then pooled to the 2D feature grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def to_image(valid: np.ndarray, point_feats: torch.Tensor, smooth: bool = True) -> torch.Tensor:
+    """(P, D) features of the valid pixels (row-major order) -> (D, H, W), zero where no point,
+    then a 3 x 3 average over valid neighbours (the papers' smoothing)."""
+    H, W = valid.shape
+    D = point_feats.shape[1]
+    img = torch.zeros(D, H * W)
+    m = torch.from_numpy(valid.ravel())
+    img[:, m] = point_feats.T.float()
+    img = img.view(1, D, H, W)
+    if smooth:
+        v = m.view(1, 1, H, W).float()
+        num = F.avg_pool2d(img, 3, stride=1, padding=1)
+        den = F.avg_pool2d(v, 3, stride=1, padding=1).clamp_min(1e-6)
+        img = torch.where(v > 0, num / den, torch.zeros_like(img))
+    return img[0]
+
+
+def pool_to_grid(img: torch.Tensor, valid: np.ndarray, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(D, H, W) -> (D, h, w) mean over each cell's valid pixels, plus the cell's valid fraction."""
+    v = torch.from_numpy(valid).float()[None, None]
+    num = F.adaptive_avg_pool2d(img[None] * v, size)[0]
+    frac = F.adaptive_avg_pool2d(v, size)[0, 0]
+    return num / frac.clamp_min(1e-6), frac
