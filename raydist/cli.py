@@ -35,6 +35,15 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--thr-k", type=float, default=3.0, help="THR threshold = mu + k * sigma")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
+    g = p.add_argument_group("method")
+    g.add_argument("--method", choices=["patchcore", "cfm"], default="patchcore", help="cfm needs the xyz column (RGB + point cloud)")
+    g.add_argument("--backbone-3d", choices=["fpfh", "pointmae"], default="fpfh", help="CFM's 3D extractor (fpfh needs no weights)")
+    g.add_argument("--weights-3d", default=None, help="local Point-MAE checkpoint (default: random init)")
+    g.add_argument("--block-3d", type=int, default=-1, help="Point-MAE block to map (layer pruning)")
+    g.add_argument("--groups-3d", type=int, default=1024, help="Point-MAE groups (FPS centres)")
+    g.add_argument("--plane-distance", type=float, default=0.005, help="background plane removal distance (data units)")
+    g.add_argument("--cfm-epochs", type=int, default=250, help="crossmodal mapping epochs (paper: 250)")
+    g.add_argument("--cfm-aggregation", choices=["product", "sum", "max"], default="product")
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -223,7 +232,9 @@ def _run(a: argparse.Namespace) -> int:
         cfg = ModelConfig(
             backbone=a.backbone, weights=a.weights, block=a.block, proj_dim=a.proj_dim, resize=a.resize, crop=a.crop,
             coreset_ratio=a.coreset_ratio, coreset_proj_dim=a.coreset_proj_dim, sigma=a.sigma,
-            image_score=a.image_score, thr_k=a.thr_k, seed=a.seed,
+            image_score=a.image_score, thr_k=a.thr_k, seed=a.seed, method=a.method, backbone_3d=a.backbone_3d,
+            weights_3d=a.weights_3d, block_3d=a.block_3d, groups_3d=a.groups_3d, plane_distance=a.plane_distance,
+            cfm_epochs=a.cfm_epochs, cfm_aggregation=a.cfm_aggregation,
         )  # fmt: skip
         if cfg.thr_k < 0:
             raise ConfigError(f"--thr-k must be >= 0, got {cfg.thr_k}")

@@ -40,6 +40,14 @@ class ModelConfig:
     image_score: str = "max"
     thr_k: float = 3.0
     seed: int = 0
+    # CFM (method="cfm"): 3D extractor and crossmodal-mapping options
+    backbone_3d: str = "fpfh"
+    weights_3d: str | None = None
+    block_3d: int = -1
+    groups_3d: int = 1024
+    plane_distance: float = 0.005
+    cfm_epochs: int = 250
+    cfm_aggregation: str = "product"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
@@ -49,23 +57,30 @@ class ModelConfig:
 
 @dataclass
 class ClassModel:
-    bank: np.ndarray  # (M, D) float16
+    bank: np.ndarray | None  # (M, D) float16 (PatchCore); None for CFM
     thr_mu: float
     thr_sigma: float
     n_train: int = 0
     n_val: int = 0
     skipped: list[str] = field(default_factory=list)
+    mapping: dict[str, np.ndarray] | None = None  # CFM mapping networks (float32)
+    dims: tuple[int, int] | None = None  # CFM (D_2D, D_3D)
 
 
 def save_model(uri: str, config: ModelConfig, classes: dict[str, ClassModel], storage_options=None) -> None:
     meta: dict[str, Any] = {"format": FORMAT, "config": asdict(config), "classes": {}}
     for i, (name, cm) in enumerate(sorted(classes.items())):
         rel = f"banks/bank-{i:04d}.safetensors"
-        write_bytes(join(uri, rel), st_save({"bank": np.ascontiguousarray(cm.bank, dtype=np.float16)}), storage_options)
+        if cm.mapping is not None:
+            tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in cm.mapping.items()}
+        else:
+            tensors = {"bank": np.ascontiguousarray(cm.bank, dtype=np.float16)}
+        write_bytes(join(uri, rel), st_save(tensors), storage_options)
         meta["classes"][name] = {
             "bank": rel,
-            "bank_size": int(cm.bank.shape[0]),
-            "dim": int(cm.bank.shape[1]),
+            "bank_size": int(cm.bank.shape[0]) if cm.bank is not None else 0,
+            "dim": int(cm.bank.shape[1]) if cm.bank is not None else 0,
+            "dims": list(cm.dims) if cm.dims else None,
             "thr": {"mu": cm.thr_mu, "sigma": cm.thr_sigma},
             "n_train": cm.n_train,
             "n_val": cm.n_val,
@@ -90,4 +105,7 @@ def load_class(uri: str, meta: dict[str, Any], class_name: str, storage_options=
     if info is None:
         raise ConfigError(f"model has no bank for class {class_name!r}")
     tensors = st_load(read_bytes(join(uri, info["bank"]), storage_options))
-    return ClassModel(tensors["bank"], info["thr"]["mu"], info["thr"]["sigma"], info["n_train"], info["n_val"])
+    if "bank" in tensors:
+        return ClassModel(tensors["bank"], info["thr"]["mu"], info["thr"]["sigma"], info["n_train"], info["n_val"])
+    d2, d3 = info["dims"]
+    return ClassModel(None, info["thr"]["mu"], info["thr"]["sigma"], info["n_train"], info["n_val"], mapping=tensors, dims=(d2, d3))

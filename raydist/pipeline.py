@@ -24,7 +24,7 @@ from raydist.data.decode import (
     encode_npy,
     encode_png,
 )
-from raydist.errors import ConfigError, RowError
+from raydist.errors import ConfigError, InvalidPointCloudError, RowError
 from raydist.features.backbones import Backbone
 from raydist.features.preprocess import Preprocess
 from raydist.metrics.report import EvalRecord, build_report, to_jsonable
@@ -34,7 +34,7 @@ from raydist.segment.threshold import Threshold
 from raydist.segment.ttt4as import TTT4AS
 from raydist.storage import filesystem, join, write_bytes
 
-INPUT_COLUMNS = ["image_id", "class_name", "split", "label", "defect_type", "image", "mask", "height", "width"]
+INPUT_COLUMNS = ["image_id", "class_name", "split", "label", "defect_type", "image", "mask", "xyz", "height", "width"]
 BINARISERS = ("thr", "ttt4as")
 
 RESULT_SCHEMA = pa.schema(
@@ -68,14 +68,26 @@ class Decoded:
     defect_type: str
     image: np.ndarray  # (crop, crop, 3) uint8
     gt: np.ndarray  # (crop, crop) bool
+    xyz: np.ndarray | None = None  # (crop, crop, 3) float32, NaN = no point / background
 
 
-def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def decode_row(
+    row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS, with_xyz: bool = False, plane_distance: float = 0.005
+) -> Decoded:
     """Decode and transform one dataset row; raises :class:`RowError` naming the row."""
     image_id = row.get("image_id") or "<missing image_id>"
     img = decode_image(row.get("image"), image_id, max_pixels)
     gt = decode_mask(row.get("mask"), image_id, img.shape[:2], label=int(row.get("label") or 0), max_pixels=max_pixels)
-    return Decoded(image_id, row["class_name"], int(row.get("label") or 0), row.get("defect_type") or "", prep.image(img), prep.mask(gt))
+    xyz = None
+    if with_xyz:
+        from raydist.data.decode import decode_xyz
+        from raydist.pointcloud.preprocess import remove_plane
+
+        raw = decode_xyz(row.get("xyz"), image_id, img.shape[:2])
+        if raw is None:
+            raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
+        xyz = remove_plane(prep.xyz(np.nan_to_num(raw, nan=0.0)), plane_distance, image_id=image_id)
+    return Decoded(image_id, row["class_name"], int(row.get("label") or 0), row.get("defect_type") or "", prep.image(img), prep.mask(gt), xyz)
 
 
 def make_backbone(cfg: ModelConfig, device: str | None = None) -> Backbone:
@@ -88,6 +100,35 @@ def extract(backbone: Backbone, prep: Preprocess, images: Sequence[np.ndarray], 
     return np.concatenate(out) if out else np.zeros((0,))
 
 
+def make_point_extractor(cfg: ModelConfig):
+    from raydist.features.points import create_point_extractor
+
+    kw = {"groups": cfg.groups_3d} if cfg.backbone_3d == "pointmae" else {}
+    return create_point_extractor(cfg.backbone_3d, cfg.weights_3d, cfg.block_3d, cfg.seed, **kw)
+
+
+def features_3d(extractor, decoded: Sequence[Decoded], grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """3D features of each row pooled onto the 2D feature grid -> (N, D3, h, w), valid fraction (N, h, w)."""
+    import torch
+
+    from raydist.pointcloud.preprocess import valid_mask
+    from raydist.pointcloud.projection import pool_to_grid
+
+    feats, fracs = [], []
+    for d in decoded:
+        img = extractor(d.xyz, d.image_id)
+        f, frac = pool_to_grid(img, valid_mask(np.nan_to_num(d.xyz, nan=0.0)), grid)
+        feats.append(f)
+        fracs.append(frac)
+    return torch.stack(feats).numpy(), torch.stack(fracs).numpy()
+
+
+def make_mapping(cfg: ModelConfig):
+    from raydist.scoring.crossmodal import CrossmodalMapping
+
+    return CrossmodalMapping(epochs=cfg.cfm_epochs, aggregation=cfg.cfm_aggregation, sigma=cfg.sigma, seed=cfg.seed)
+
+
 def _rows(data_uri: str, cls: str, split: str, storage_options=None, batch_size: int = 32) -> Iterator[dict[str, Any]]:
     for batch in iter_batches(data_uri, [cls], [split], INPUT_COLUMNS, batch_size, storage_options):
         yield from batch.to_pylist()
@@ -98,29 +139,44 @@ def fit_class(
 ) -> ClassModel:
     """Bank from nominal train rows and THR statistics from nominal val rows of one class."""
     skipped: list[str] = []
+    cfm = cfg.method == "cfm"
+    extractor = make_point_extractor(cfg) if cfm else None
 
-    def decoded(rows: Iterable[dict]) -> list[np.ndarray]:
+    def decoded(rows: Iterable[dict]) -> list[Decoded]:
         out = []
         for r in rows:
             if int(r.get("label") or 0) != 0:
-                continue  # banks and THR use nominal images only
+                continue  # banks, mappings and THR use nominal images only
             try:
-                out.append(decode_row(r, prep).image)
+                out.append(decode_row(r, prep, with_xyz=cfm, plane_distance=cfg.plane_distance))
             except RowError as e:
                 skipped.append(str(e))
         return out
 
-    train_imgs = decoded(train)
-    if not train_imgs:
+    train = decoded(train)
+    if not train:
         raise ConfigError("class has no decodable nominal train image")
-    pc = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed)
-    pc.fit(extract(backbone, prep, train_imgs, batch_size))
-    val_imgs = decoded(val)
-    if not val_imgs:
+    grids = extract(backbone, prep, [d.image for d in train], batch_size)
+    if cfm:
+        import torch
+
+        f3, frac = features_3d(extractor, train, grids.shape[-2:])
+        model = make_mapping(cfg).fit(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac))
+    else:
+        model = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed).fit(grids)
+    val = decoded(val)
+    if not val:
         raise ConfigError("class has no nominal val image for the THR statistics (ingest with --val-fraction > 0)")
-    maps, _ = pc.score(extract(backbone, prep, val_imgs, batch_size), prep.crop)
+    vgrids = extract(backbone, prep, [d.image for d in val], batch_size)
+    if cfm:
+        vf3, vfrac = features_3d(extractor, val, vgrids.shape[-2:])
+        maps, _ = model.score(torch.from_numpy(vgrids), torch.from_numpy(vf3), torch.from_numpy(vfrac), prep.crop, cfg.image_score)
+    else:
+        maps, _ = model.score(vgrids, prep.crop)
     thr = Threshold(cfg.thr_k).fit(maps)
-    return ClassModel(pc.bank, thr.mu, thr.sigma, len(train_imgs), len(val_imgs), skipped)
+    if cfm:
+        return ClassModel(None, thr.mu, thr.sigma, len(train), len(val), skipped, mapping=model.state_dict(), dims=(grids.shape[1], f3.shape[1]))
+    return ClassModel(model.bank, thr.mu, thr.sigma, len(train), len(val), skipped)
 
 
 def dataset_classes(data_uri: str, storage_options=None) -> list[str]:
@@ -156,7 +212,8 @@ def fit_model(
             log(f"[fit] {cls}: skipped: {e}")
             continue
         fitted[cls] = cm
-        log(f"[fit] {cls}: bank {cm.bank.shape[0]}x{cm.bank.shape[1]} from {cm.n_train} images, THR mu={cm.thr_mu:.4f} sigma={cm.thr_sigma:.4f} ({time.perf_counter() - t:.1f}s)")
+        what = f"bank {cm.bank.shape[0]}x{cm.bank.shape[1]}" if cm.bank is not None else f"CFM mapping {cm.dims[0]}<->{cm.dims[1]}"
+        log(f"[fit] {cls}: {what} from {cm.n_train} images, THR mu={cm.thr_mu:.4f} sigma={cm.thr_sigma:.4f} ({time.perf_counter() - t:.1f}s)")
     if not fitted:
         raise ConfigError(f"no class could be fitted: {errors}")
     save_model(out_uri, cfg, fitted, storage_options)
@@ -198,19 +255,31 @@ class Scorer:
         self.prep = self.backbone.preprocess(self.cfg.resize, self.cfg.crop)
         self.max_banks = max_banks
         self.keep_images = keep_images
-        self._banks: OrderedDict[str, tuple[PatchCore, Threshold]] = OrderedDict()
+        self.cfm = self.cfg.method == "cfm"
+        self.extractor_3d = make_point_extractor(self.cfg) if self.cfm else None
+        self._banks: OrderedDict[str, tuple[Any, Threshold]] = OrderedDict()
 
-    def _class(self, cls: str) -> tuple[PatchCore, Threshold]:
+    def _class(self, cls: str) -> tuple[Any, Threshold]:
         if cls in self._banks:
             self._banks.move_to_end(cls)
             return self._banks[cls]
         cm = load_class(self.model_uri, self.meta, cls, self.storage_options)
-        pc = PatchCore(self.cfg.coreset_ratio, self.cfg.coreset_proj_dim, self.cfg.sigma, self.cfg.image_score, seed=self.cfg.seed)
-        pc.bank = cm.bank
-        self._banks[cls] = (pc, Threshold.from_stats(cm.thr_mu, cm.thr_sigma, self.cfg.thr_k))
+        if self.cfm:
+            model = make_mapping(self.cfg).load(cm.mapping, *cm.dims)
+        else:
+            model = PatchCore(self.cfg.coreset_ratio, self.cfg.coreset_proj_dim, self.cfg.sigma, self.cfg.image_score, seed=self.cfg.seed)
+            model.bank = cm.bank
+        self._banks[cls] = (model, Threshold.from_stats(cm.thr_mu, cm.thr_sigma, self.cfg.thr_k))
         while len(self._banks) > self.max_banks:
             self._banks.popitem(last=False)
         return self._banks[cls]
+
+    def _grid_size(self) -> tuple[int, int]:
+        """The 2D feature grid size at this crop, measured once on a blank image."""
+        if not hasattr(self, "_grid"):
+            blank = np.zeros((self.prep.crop, self.prep.crop, 3), np.uint8)
+            self._grid = tuple(extract(self.backbone, self.prep, [blank]).shape[-2:])
+        return self._grid
 
     def score_rows(self, rows: Sequence[dict[str, Any]]) -> list[Scored]:
         """Score a batch; a bad row becomes a :class:`Scored` with ``error`` set, never an exception."""
@@ -223,14 +292,24 @@ class Scorer:
             try:
                 if r.get("class_name") not in self.meta["classes"]:
                     raise RowError(out[i].image_id, f"the model has no bank for class {r.get('class_name')!r}")
-                groups.setdefault(r["class_name"], []).append((i, decode_row(r, self.prep)))
+                d = decode_row(r, self.prep, with_xyz=self.cfm, plane_distance=self.cfg.plane_distance)
+                f3 = features_3d(self.extractor_3d, [d], self._grid_size()) if self.cfm else None
+                groups.setdefault(r["class_name"], []).append((i, d, f3))
             except RowError as e:
                 out[i].error = str(e)
         for cls, items in groups.items():
-            pc, thr = self._class(cls)
-            grids = extract(self.backbone, self.prep, [d.image for _, d in items])
-            maps, scores = pc.score(grids, self.prep.crop)
-            for (i, d), g, m, s in zip(items, grids, maps, scores):
+            model, thr = self._class(cls)
+            grids = extract(self.backbone, self.prep, [d.image for _, d, _ in items])
+            if self.cfm:
+                import torch
+
+                f3 = np.concatenate([f[0] for _, _, f in items])
+                frac = np.concatenate([f[1] for _, _, f in items])
+                maps, scores = model.score(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac), self.prep.crop, self.cfg.image_score)
+                grids = np.concatenate([grids, f3], axis=1)  # TTT4AS trains on the 2D + 3D features
+            else:
+                maps, scores = model.score(grids, self.prep.crop)
+            for (i, d, _), g, m, s in zip(items, grids, maps, scores):
                 o = out[i]
                 o.image_score, o.score_map, o.features, o.gt = float(s), m, g.astype(np.float16), d.gt
                 o.thr_mask = thr.predict(m)

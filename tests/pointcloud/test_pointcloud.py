@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from raydist.data.decode import decode_xyz, encode_npy
+from raydist.errors import InvalidPointCloudError
+from raydist.pointcloud.preprocess import remove_plane
+from raydist.pointcloud.sampling import farthest_point_sampling, interpolate
+
+
+def plane_with_bump(n=120):
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float32)
+    x, y = xx / n * 0.1, yy / n * 0.1
+    z = 0.6 + 0.02 * x  # a tilted background plane
+    bump = (xx - 60) ** 2 + (yy - 60) ** 2 < 20**2
+    z = np.where(bump, z + 0.02, z)  # 2 cm above the plane
+    return np.stack([x, y, z], -1).astype(np.float32), bump
+
+
+def test_plane_removed_bump_kept():
+    xyz, bump = plane_with_bump()
+    out = remove_plane(xyz, distance=0.005)
+    kept = np.isfinite(out).all(axis=2)
+    assert kept[bump].mean() > 0.99  # the object stays
+    assert kept[~bump].mean() < 0.01  # the plane goes
+    assert abs(int(kept.sum()) - int(bump.sum())) <= 0.02 * bump.sum()
+
+
+def test_fps_distinct_and_spread():
+    pts = torch.from_numpy(np.random.default_rng(0).random((2000, 3)).astype(np.float32))
+    idx = farthest_point_sampling(pts, 64)
+    assert len(set(idx.tolist())) == 64
+
+    def min_pair(i):
+        d = torch.cdist(pts[i], pts[i])
+        return d[~torch.eye(len(i), dtype=bool)].min()
+
+    rand = torch.from_numpy(np.random.default_rng(1).choice(2000, 64, replace=False))
+    assert min_pair(idx) > 2 * min_pair(rand)
+
+
+def test_interpolation_at_a_centre_equals_its_feature():
+    centres = torch.rand(16, 3)
+    feats = torch.randn(16, 8)
+    out = interpolate(centres[[3, 7]], centres, feats)
+    torch.testing.assert_close(out, feats[[3, 7]], atol=1e-4, rtol=1e-4)
+
+
+def test_all_nan_cloud_is_a_clear_row_error():
+    with pytest.raises(InvalidPointCloudError, match="image_id='c/test/x/1'.*no valid point"):
+        decode_xyz(encode_npy(np.full((8, 8, 3), np.nan, np.float32)), "c/test/x/1")
