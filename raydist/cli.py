@@ -44,6 +44,14 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--plane-distance", type=float, default=0.005, help="background plane removal distance (data units)")
     g.add_argument("--cfm-epochs", type=int, default=250, help="crossmodal mapping epochs (paper: 250)")
     g.add_argument("--cfm-aggregation", choices=["product", "sum", "max"], default="product")
+    g = p.add_argument_group("absolute-unified (CADA)")
+    g.add_argument("--unified", action="store_true", help="one model for all classes mixed; class labels unused")
+    g.add_argument("--route", choices=["none", "clusters"], default="none", help="none: one bank; clusters: label-free implicit classes")
+    g.add_argument("--k", type=int, default=None, help="clusters for --route clusters (default: best silhouette in 2..10)")
+    g.add_argument("--cada-iterations", type=int, default=2000)
+    g.add_argument("--cada-dropout", type=float, default=0.25)
+    g.add_argument("--cada-alpha", type=float, default=0.1)
+    g.add_argument("--cada-variant", choices=["meanmax", "meanstd"], default="meanmax", help="meanstd = the (u, sigma) variant")
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -52,6 +60,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
     p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
     p.add_argument("--segment", default="thr,ttt4as", help="binarisers, comma-separated: thr,ttt4as")
+    p.add_argument("--align", choices=["none", "cada", "class"], default=None, help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
     p.add_argument("--batch-size", type=int, default=8)
     g = p.add_argument_group("TTT4AS")
     g.add_argument("--percentile", type=float, default=99.0)
@@ -239,7 +248,14 @@ def _run(a: argparse.Namespace) -> int:
         if cfg.thr_k < 0:
             raise ConfigError(f"--thr-k must be >= 0, got {cfg.thr_k}")
         tracker = _tracker(a)
-        if a.executor == "ray":
+        if a.unified:
+            from raydist.unified import fit_unified
+
+            if a.image_score == "max":
+                cfg.image_score = "top1"  # CADA's image score; aligned maps are scored this way
+            cada = {"iterations": a.cada_iterations, "dropout": a.cada_dropout, "alpha": a.cada_alpha, "variant": a.cada_variant}
+            summary = fit_unified(a.data, a.out, cfg, a.route, a.k, cada, a.batch_size)
+        elif a.executor == "ray":
             from raydist.distributed import evaluate as dist
             from raydist.distributed.fit import fit_model as fit_ray
 
@@ -265,7 +281,7 @@ def _run(a: argparse.Namespace) -> int:
     if a.verb in ("evaluate", "nightly"):
         from raydist.pipeline import EvalOptions, evaluate
 
-        opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None)
+        opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None, a.align)
         opts.make_ttt4as()  # validate TTT4AS options before any work starts
         tracker = _tracker(a)
         if a.executor == "ray":

@@ -235,6 +235,8 @@ class Scored:
     thr_mask: np.ndarray | None = None
     image: np.ndarray | None = None
     error: str | None = None
+    variant_scores: dict[str, float] | None = None  # unified models: image score under each alignment
+    group: int | None = None  # unified models: the bank (cluster) the image was routed to
 
 
 class Scorer:
@@ -354,12 +356,46 @@ def eval_record(s: Scored, ttt_mask: np.ndarray | None) -> EvalRecord | None:
     return EvalRecord(s.class_name, s.label, s.image_score, s.score_map.astype(np.float16), s.gt, masks)
 
 
+def make_scorer(model_uri: str, align: str | None = None, storage_options=None, **kw: Any):
+    """The scorer a model needs: per-class banks, or a unified model with its alignment rule."""
+    meta = load_meta(model_uri, storage_options)
+    if "unified" in meta:
+        from raydist.unified import UnifiedScorer
+
+        return UnifiedScorer(model_uri, align or "cada", storage_options=storage_options, **kw)
+    if align not in (None, "none"):
+        raise ConfigError(f"--align {align} needs a model fitted with `raydist fit --unified`")
+    return Scorer(model_uri, storage_options=storage_options, **kw)
+
+
+def alignment_block(images: list[dict]) -> dict[str, Any] | None:
+    """Image-level metrics of every alignment side by side (unified models): pooled and class mean."""
+    from raydist.metrics.image import i_ap, i_auroc
+    from raydist.metrics.report import _nanmean
+
+    ok = [im for im in images if im.get("variant_scores")]
+    if not ok:
+        return None
+    out = {}
+    for v in ok[0]["variant_scores"]:
+        lab = np.array([im["label"] for im in ok])
+        sc = np.array([im["variant_scores"][v] for im in ok])
+        cls = np.array([im["class_name"] for im in ok])
+        out[v] = {
+            "i_auroc_pooled": i_auroc(lab, sc),
+            "i_ap_pooled": i_ap(lab, sc),
+            "i_auroc_mean": _nanmean([i_auroc(lab[cls == c], sc[cls == c]) for c in sorted(set(cls))]),
+        }
+    return out
+
+
 @dataclass
 class EvalOptions:
     segment: tuple[str, ...] = BINARISERS
     ttt4as: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
     classes: tuple[str, ...] | None = None
+    align: str | None = None  # unified models: none | cada | class
 
     def make_ttt4as(self) -> TTT4AS | None:
         return TTT4AS(**self.ttt4as) if "ttt4as" in self.segment else None
@@ -403,8 +439,9 @@ def evaluate(
     if unknown:
         raise ConfigError(f"unknown binariser(s) {sorted(unknown)}; choose from {BINARISERS}")
     ttt4as = opts.make_ttt4as()
-    scorer = Scorer(model_uri, storage_options=storage_options)
+    scorer = make_scorer(model_uri, opts.align, storage_options=storage_options)
     reset_results(out_uri, storage_options)
+    variant_images: list[dict] = []
     records: list[EvalRecord] = []
     errors: dict[str, int] = {}
     timings = {"score_s": 0.0, "segment_s": 0.0}
@@ -420,6 +457,8 @@ def evaluate(
             mask, info = segment_scored(s, ttt4as)
             out_rows.append(result_row(s, mask, info))
             rec = eval_record(s, mask)
+            if s.variant_scores:
+                variant_images.append({"label": s.label, "class_name": s.class_name, "variant_scores": s.variant_scores})
             if rec is None:
                 errors[s.class_name] = errors.get(s.class_name, 0) + 1
             else:
@@ -430,7 +469,13 @@ def evaluate(
         n += len(rows)
         log(f"[evaluate] {n} images")
     report = finish_report(records, errors, opts.segment)
+    align = alignment_block(variant_images)
+    if align is not None:
+        report["alignment"] = to_jsonable(align)
     report["timing"] = {**timings, "total_s": time.perf_counter() - t_start, "images_per_s": n / max(time.perf_counter() - t_start, 1e-9)}
-    report["config"] = {"model": asdict(scorer.cfg), "ttt4as": ttt4as.get_params() if ttt4as else None, "segment": list(opts.segment)}
+    report["config"] = {
+        "model": asdict(scorer.cfg), "ttt4as": ttt4as.get_params() if ttt4as else None, "segment": list(opts.segment),
+        "align": getattr(scorer, "align", None),
+    }  # fmt: skip
     write_metrics(report, out_uri, storage_options)
     return report

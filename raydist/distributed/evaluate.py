@@ -30,7 +30,8 @@ from raydist.pipeline import (
     RESULT_SCHEMA,
     EvalOptions,
     Scored,
-    Scorer,
+    alignment_block,
+    make_scorer,
     reset_results,
     result_row,
     segment_scored,
@@ -56,10 +57,11 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
 class ScoringActor:
     """Loads the backbone once (on its GPU if it was given one) and keeps an LRU of class banks."""
 
-    def __init__(self, model_uri: str, data_uri: str, storage_options=None, max_banks: int = 16):
+    def __init__(self, model_uri: str, data_uri: str, storage_options=None, max_banks: int = 16, align: str | None = None):
         self.data_uri = data_uri
         self.storage_options = storage_options
-        self.scorer = Scorer(model_uri, max_banks=max_banks, storage_options=storage_options)
+        kw = {} if "unified" in load_meta(model_uri, storage_options) else {"max_banks": max_banks}
+        self.scorer = make_scorer(model_uri, align, storage_options=storage_options, **kw)
 
     def score_unit(self, unit: Unit) -> list[Scored]:
         rows = read_unit(unit, self.data_uri, INPUT_COLUMNS, self.storage_options)
@@ -67,7 +69,10 @@ class ScoringActor:
 
 
 def bins_reference(meta: dict) -> float:
-    """One bin layout for all classes (so the pooled view can merge them): geometric mean of THR mus."""
+    """One bin layout for all classes (so the pooled view can merge them): geometric mean of THR mus.
+    Aligned (unified) maps are centred near 0 and can be negative: they are shifted by +1 first."""
+    if "unified" in meta:
+        return 1.0
     mus = [c["thr"]["mu"] for c in meta["classes"].values() if c["thr"]["mu"] > 0]
     return float(np.exp(np.mean(np.log(mus)))) if mus else 1.0
 
@@ -84,6 +89,8 @@ def segment_unit(
         mask, info = segment_scored(s, ttt4as)
         rows.append(result_row(s, mask, info))
         im = {"image_id": s.image_id, "class_name": s.class_name, "label": s.label, "error": s.error, "image_score": s.image_score, "counts": {}}
+        if s.variant_scores:
+            im["variant_scores"] = s.variant_scores
         if s.error is None:
             agg = aggs.setdefault(s.class_name, PixelAggregate.around(reference))
             agg.add(s.gt, s.score_map)
@@ -146,7 +153,7 @@ def evaluate(
     n_rows = 0
     if todo:
         actors = [
-            ScoringActor.options(num_gpus=gpus_per_actor, num_cpus=cpus_per_actor).remote(model_uri, data_uri, storage_options)
+            ScoringActor.options(num_gpus=gpus_per_actor, num_cpus=cpus_per_actor).remote(model_uri, data_uri, storage_options, align=opts.align)
             for _ in range(max(1, num_actors))
         ]
         limit = max_in_flight or 2 * len(actors)
@@ -173,7 +180,11 @@ def evaluate(
         for a in actors:
             ray.kill(a)
     binarisers = [b for b in BINARISERS if b in opts.segment]
-    report = report_from_summaries(read_summaries(out_uri, storage_options), binarisers)
+    summaries = list(read_summaries(out_uri, storage_options))
+    report = report_from_summaries(summaries, binarisers)
+    align = alignment_block([im for s in summaries for im in s["images"] if im.get("error") is None])
+    if align is not None:
+        report["alignment"] = align
     elapsed = time.perf_counter() - t0
     report["timing"] = {"total_s": elapsed, "images_evaluated": n_rows, "images_per_s": n_rows / max(elapsed, 1e-9)}
     report["config"] = {"model": meta["config"], "ttt4as": ttt_params, "segment": list(opts.segment), "executor": "ray", "num_actors": num_actors}

@@ -75,6 +75,7 @@ class PatchCore:
         self.budget_mb = budget_mb
         self.seed = seed
         self.bank: np.ndarray | None = None  # (M, D) float16
+        self.origin: np.ndarray | None = None  # (M,) index of the training image each bank patch came from
 
     def get_params(self) -> dict:
         return {
@@ -94,7 +95,25 @@ class PatchCore:
         else:
             idx = greedy_coreset(patches, n_select, proj_dim=self.proj_dim, seed=self.seed)
         self.bank = patches[idx].astype(np.float16)
+        g = torch.as_tensor(grids)
+        self.origin = (idx // (g.shape[2] * g.shape[3])).astype(np.int64)
         return self
+
+    def leave_one_out_maps(self, grids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> np.ndarray:
+        """Maps of the *training* images, each scored against the bank without its own patches.
+
+        A training image scored against a bank holding its own patches gets ~0 everywhere; CADA
+        needs the scores a similar but unseen normal image would get.
+        """
+        if self.origin is None:
+            raise RuntimeError("leave-one-out needs the bank's origins (fit in this process)")
+        g = torch.as_tensor(grids)
+        out = []
+        for i in range(g.shape[0]):
+            keep = self.origin != i
+            d = nearest_distances(grid_to_patches(g[i : i + 1]), self.bank[keep], budget_mb=self.budget_mb)
+            out.append(d.reshape(1, g.shape[2], g.shape[3]))
+        return upsample_map(np.concatenate(out), size, self.sigma)
 
     def patch_scores(self, grids: np.ndarray | torch.Tensor) -> np.ndarray:
         """(B, D, h, w) -> (B, h, w) nearest-neighbour distances to the bank."""

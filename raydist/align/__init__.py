@@ -1,0 +1,1 @@
+"""Absolute-unified multi-class detection: CADA score alignment and label-free routing."""
