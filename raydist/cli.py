@@ -131,6 +131,7 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     p.add_argument("--test-bad", type=int, default=6)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--with-xyz", action="store_true", help="add an organized point cloud and 3D-only defects")
+    p.add_argument("--defect-strength", type=float, default=1.0, help="0..1, lower = subtler defects (harder data)")
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("summary", help="print the per-class/split counts of a dataset")
@@ -226,7 +227,7 @@ def _run(a: argparse.Namespace) -> int:
     if a.verb == "synth":
         from raydist.data.synth import SynthConfig, write_synth
 
-        n = write_synth(a.dest, SynthConfig(a.classes, a.train, a.val, a.test_good, a.test_bad, a.size, a.with_xyz, a.seed))
+        n = write_synth(a.dest, SynthConfig(a.classes, a.train, a.val, a.test_good, a.test_bad, a.size, a.with_xyz, a.seed, a.defect_strength))
         print(f"wrote {n} rows to {a.dest}")
         return 0
     if a.verb == "summary":

@@ -32,6 +32,7 @@ class SynthConfig:
     size: int = 128
     with_xyz: bool = False
     seed: int = 0
+    defect_strength: float = 1.0  # 0..1: blend of the defect into the image (and 3D depth scale); lower = subtler
 
 
 def _texture(kind: str, size: int, rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
@@ -98,7 +99,13 @@ def _defect_region(kind: str, size: int, rng: np.random.Generator) -> np.ndarray
     raise ValueError(f"unknown defect {kind!r}")
 
 
-def _apply_colour_defect(img: np.ndarray, kind: str, region: np.ndarray, rng: np.random.Generator) -> None:
+def _apply_colour_defect(img: np.ndarray, kind: str, region: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> None:
+    before = img[region].copy()
+    _paint(img, kind, region, rng)
+    img[region] = (1 - strength) * before + strength * img[region]
+
+
+def _paint(img: np.ndarray, kind: str, region: np.ndarray, rng: np.random.Generator) -> None:
     if kind in ("scratch", "crack"):
         img[region] = rng.uniform(0, 40, size=3)
     elif kind == "spot":
@@ -123,9 +130,9 @@ def _point_cloud(size: int, rng: np.random.Generator) -> np.ndarray:
     return xyz
 
 
-def _apply_3d_defect(xyz: np.ndarray, kind: str, region: np.ndarray) -> None:
+def _apply_3d_defect(xyz: np.ndarray, kind: str, region: np.ndarray, strength: float = 1.0) -> None:
     dist = ndimage.distance_transform_edt(region)
-    bump = 0.003 * dist / max(dist.max(), 1)
+    bump = strength * 0.003 * dist / max(dist.max(), 1)
     valid = np.any(xyz != 0, axis=2)
     sign = 1.0 if kind == "bump" else -1.0
     xyz[..., 2] = np.where(valid, xyz[..., 2] + sign * bump, 0.0)
@@ -139,6 +146,8 @@ def _class_palette(i: int) -> np.ndarray:
 
 
 def generate_rows(cfg: SynthConfig) -> list[dict[str, Any]]:
+    if not 0 < cfg.defect_strength <= 1:
+        raise ValueError(f"defect_strength must be in (0, 1], got {cfg.defect_strength}")
     rows: list[dict[str, Any]] = []
     defects = DEFECTS_2D + (DEFECTS_3D if cfg.with_xyz else ())
     for ci in range(cfg.n_classes):
@@ -159,9 +168,9 @@ def generate_rows(cfg: SynthConfig) -> list[dict[str, Any]]:
             if defect != "good":
                 region = _defect_region(defect, cfg.size, rng)
                 if defect in DEFECTS_3D:
-                    _apply_3d_defect(xyz, defect, region)
+                    _apply_3d_defect(xyz, defect, region, cfg.defect_strength)
                 else:
-                    _apply_colour_defect(img, defect, region, rng)
+                    _apply_colour_defect(img, defect, region, rng, cfg.defect_strength)
                 mask = encode_png(region)
             rows.append(
                 {
