@@ -3,13 +3,14 @@ import pytest
 import torch
 
 from raydist.align.cada import CADA, Regressor, align_maps
+from raydist.errors import ConfigError
 
 
 def class_data(n_per=24, seed=0):
     """Each class: its own feature pattern and its own normal-score level (u, gamma)."""
     rng = np.random.default_rng(seed)
     grids, maps, stats = [], [], []
-    for c, (u, gamma) in enumerate(((1.0, 2.0), (3.0, 5.0), (6.0, 7.5))):
+    for u, gamma in ((1.0, 2.0), (3.0, 5.0), (6.0, 7.5)):
         pattern = rng.standard_normal((16, 1, 1)) * 2
         for _ in range(n_per):
             grids.append(pattern + 0.3 * rng.standard_normal((16, 7, 7)))
@@ -55,5 +56,5 @@ def test_state_roundtrip():
     a = CADA(iterations=20).fit(g, m)
     b = CADA().load(a.state())
     np.testing.assert_allclose(a.predict(g), b.predict(g), rtol=1e-6)
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError):
         CADA(dropout=1.5)
