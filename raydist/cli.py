@@ -62,6 +62,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segment", default="thr,ttt4as", help="binarisers, comma-separated: thr,ttt4as")
     p.add_argument("--align", choices=["none", "cada", "class"], default=None, help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-pixels", type=int, default=64_000_000, help="images larger than this are refused (decompression-bomb guard)")
     g = p.add_argument_group("TTT4AS")
     g.add_argument("--percentile", type=float, default=99.0)
     g.add_argument("--peak-size", type=int, default=3)
@@ -282,7 +283,7 @@ def _run(a: argparse.Namespace) -> int:
     if a.verb in ("evaluate", "nightly"):
         from raydist.pipeline import EvalOptions, evaluate
 
-        opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None, a.align)
+        opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None, a.align, a.max_pixels)
         opts.make_ttt4as()  # validate TTT4AS options before any work starts
         tracker = _tracker(a)
         if a.executor == "ray":

@@ -24,7 +24,7 @@ from raydist.data.decode import (
     encode_npy,
     encode_png,
 )
-from raydist.errors import ConfigError, InvalidPointCloudError, RowError
+from raydist.errors import ConfigError, DuplicateImageIdError, InvalidPointCloudError, RowError
 from raydist.features.backbones import Backbone
 from raydist.features.preprocess import Preprocess
 from raydist.metrics.report import EvalRecord, build_report, to_jsonable
@@ -246,8 +246,11 @@ class Scorer:
     on first use, evicting the least recently used beyond ``max_banks``.
     """
 
-    def __init__(self, model_uri: str, device: str | None = None, max_banks: int = 16, storage_options=None, keep_images: bool = False):
+    def __init__(self, model_uri: str, device: str | None = None, max_banks: int = 16, storage_options=None, keep_images: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, duplicates: dict[str, int] | None = None):  # fmt: skip
         self.model_uri = model_uri
+        self.max_pixels = max_pixels
+        self.duplicates = dict(duplicates or {})
         self.storage_options = storage_options
         self.meta = load_meta(model_uri, storage_options)
         self.cfg = ModelConfig.from_dict(self.meta["config"])
@@ -292,9 +295,10 @@ class Scorer:
         groups: dict[str, list[tuple[int, Decoded]]] = {}
         for i, r in enumerate(rows):
             try:
+                check_duplicate(out[i].image_id, self.duplicates)
                 if r.get("class_name") not in self.meta["classes"]:
                     raise RowError(out[i].image_id, f"the model has no bank for class {r.get('class_name')!r}")
-                d = decode_row(r, self.prep, with_xyz=self.cfm, plane_distance=self.cfg.plane_distance)
+                d = decode_row(r, self.prep, self.max_pixels, with_xyz=self.cfm, plane_distance=self.cfg.plane_distance)
                 f3 = features_3d(self.extractor_3d, [d], self._grid_size()) if self.cfm else None
                 groups.setdefault(r["class_name"], []).append((i, d, f3))
             except RowError as e:
@@ -356,6 +360,12 @@ def eval_record(s: Scored, ttt_mask: np.ndarray | None) -> EvalRecord | None:
     return EvalRecord(s.class_name, s.label, s.image_score, s.score_map.astype(np.float16), s.gt, masks)
 
 
+def check_duplicate(image_id: str, duplicates: dict[str, int]) -> None:
+    """Every occurrence of a duplicated id is refused: which one is right is the archive owner's call."""
+    if image_id in duplicates:
+        raise DuplicateImageIdError(image_id, f"image_id occurs {duplicates[image_id]} times in the evaluated split")
+
+
 def make_scorer(model_uri: str, align: str | None = None, storage_options=None, **kw: Any):
     """The scorer a model needs: per-class banks, or a unified model with its alignment rule."""
     meta = load_meta(model_uri, storage_options)
@@ -396,6 +406,7 @@ class EvalOptions:
     batch_size: int = 8
     classes: tuple[str, ...] | None = None
     align: str | None = None  # unified models: none | cada | class
+    max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb guard per image
 
     def make_ttt4as(self) -> TTT4AS | None:
         return TTT4AS(**self.ttt4as) if "ttt4as" in self.segment else None
@@ -439,7 +450,10 @@ def evaluate(
     if unknown:
         raise ConfigError(f"unknown binariser(s) {sorted(unknown)}; choose from {BINARISERS}")
     ttt4as = opts.make_ttt4as()
-    scorer = make_scorer(model_uri, opts.align, storage_options=storage_options)
+    from raydist.data.dataset import duplicate_ids
+
+    dups = duplicate_ids(data_uri, opts.classes, ["test"], storage_options)
+    scorer = make_scorer(model_uri, opts.align, storage_options=storage_options, max_pixels=opts.max_pixels, duplicates=dups)
     reset_results(out_uri, storage_options)
     variant_images: list[dict] = []
     records: list[EvalRecord] = []
@@ -472,6 +486,7 @@ def evaluate(
     align = alignment_block(variant_images)
     if align is not None:
         report["alignment"] = to_jsonable(align)
+    report["duplicates"] = dups
     report["timing"] = {**timings, "total_s": time.perf_counter() - t_start, "images_per_s": n / max(time.perf_counter() - t_start, 1e-9)}
     report["config"] = {
         "model": asdict(scorer.cfg), "ttt4as": ttt4as.get_params() if ttt4as else None, "segment": list(opts.segment),

@@ -21,7 +21,15 @@ from raydist.align.routing import Router
 from raydist.data.dataset import iter_batches
 from raydist.errors import ConfigError, RowError
 from raydist.model_store import ModelConfig, load_meta
-from raydist.pipeline import INPUT_COLUMNS, Decoded, Scored, decode_row, extract, make_backbone
+from raydist.pipeline import (
+    INPUT_COLUMNS,
+    Decoded,
+    Scored,
+    check_duplicate,
+    decode_row,
+    extract,
+    make_backbone,
+)
 from raydist.scoring.patchcore import PatchCore, image_scores
 from raydist.segment.threshold import Threshold
 from raydist.storage import join, read_bytes, write_bytes
@@ -103,7 +111,8 @@ def fit_unified(
 class UnifiedScorer:
     """Same interface as :class:`raydist.pipeline.Scorer`, for unified models. ``align`` picks the rule."""
 
-    def __init__(self, model_uri: str, align: str = "cada", device: str | None = None, storage_options=None, **_: Any):
+    def __init__(self, model_uri: str, align: str = "cada", device: str | None = None, storage_options=None,
+                 max_pixels: int | None = None, duplicates: dict[str, int] | None = None, **_: Any):  # fmt: skip
         if align not in ALIGNS:
             raise ConfigError(f"align must be one of {ALIGNS}, got {align!r}")
         self.meta = load_meta(model_uri, storage_options)
@@ -112,6 +121,8 @@ class UnifiedScorer:
         self.cfg = ModelConfig.from_dict(self.meta["config"])
         self.u = self.meta["unified"]
         self.align = align
+        self.max_pixels = max_pixels
+        self.duplicates = dict(duplicates or {})
         self.backbone = make_backbone(self.cfg, device)
         self.prep = self.backbone.preprocess(self.cfg.resize, self.cfg.crop)
         t = st_load(read_bytes(join(model_uri, "unified.safetensors"), storage_options))
@@ -140,7 +151,8 @@ class UnifiedScorer:
         ok: list[tuple[int, Decoded]] = []
         for i, r in enumerate(rows):
             try:
-                ok.append((i, decode_row(r, self.prep)))
+                check_duplicate(out[i].image_id, self.duplicates)
+                ok.append((i, decode_row(r, self.prep, self.max_pixels) if self.max_pixels else decode_row(r, self.prep)))
             except RowError as e:
                 out[i].error = str(e)
         if not ok:

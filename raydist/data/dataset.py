@@ -132,3 +132,9 @@ def summarize(uri: str, storage_options: dict[str, Any] | None = None) -> dict[s
     for (c, s), n in sorted(counts.items()):
         out.setdefault(c, {})[s] = {"n": n, "anomalous": anomalous[(c, s)]}
     return out
+
+
+def duplicate_ids(uri: str, classes: Iterable[str] | None = None, splits: Iterable[str] | None = ("test",), storage_options=None) -> dict[str, int]:
+    """``{image_id: count}`` for ids that occur more than once (reads the id column only)."""
+    ids = read_table(uri, classes, splits, ["image_id"], storage_options).column("image_id").to_pylist()
+    return {k: n for k, n in Counter(ids).items() if n > 1}

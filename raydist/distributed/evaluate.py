@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from raydist.data.dataset import duplicate_ids
 from raydist.distributed.units import Unit, list_units, read_unit
 from raydist.metrics.aggregates import PixelAggregate
 from raydist.metrics.binary import confusion
@@ -57,11 +58,14 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
 class ScoringActor:
     """Loads the backbone once (on its GPU if it was given one) and keeps an LRU of class banks."""
 
-    def __init__(self, model_uri: str, data_uri: str, storage_options=None, max_banks: int = 16, align: str | None = None):
+    def __init__(self, model_uri: str, data_uri: str, storage_options=None, max_banks: int = 16, align: str | None = None,
+                 max_pixels: int | None = None, duplicates: dict[str, int] | None = None):  # fmt: skip
         self.data_uri = data_uri
         self.storage_options = storage_options
         kw = {} if "unified" in load_meta(model_uri, storage_options) else {"max_banks": max_banks}
-        self.scorer = make_scorer(model_uri, align, storage_options=storage_options, **kw)
+        if max_pixels:
+            kw["max_pixels"] = max_pixels
+        self.scorer = make_scorer(model_uri, align, storage_options=storage_options, duplicates=duplicates, **kw)
 
     def score_unit(self, unit: Unit) -> list[Scored]:
         rows = read_unit(unit, self.data_uri, INPUT_COLUMNS, self.storage_options)
@@ -138,6 +142,7 @@ def evaluate(
     t0 = time.perf_counter()
     meta = load_meta(model_uri, storage_options)
     units = list_units(data_uri, opts.classes, storage_options)
+    dups = duplicate_ids(data_uri, opts.classes, ["test"], storage_options)
     if resume:
         finished = done_units(out_uri, storage_options)
         todo = [u for u in units if u.uid not in finished]
@@ -153,7 +158,9 @@ def evaluate(
     n_rows = 0
     if todo:
         actors = [
-            ScoringActor.options(num_gpus=gpus_per_actor, num_cpus=cpus_per_actor).remote(model_uri, data_uri, storage_options, align=opts.align)
+            ScoringActor.options(num_gpus=gpus_per_actor, num_cpus=cpus_per_actor).remote(
+                model_uri, data_uri, storage_options, align=opts.align, max_pixels=opts.max_pixels, duplicates=dups
+            )
             for _ in range(max(1, num_actors))
         ]
         limit = max_in_flight or 2 * len(actors)
@@ -186,6 +193,7 @@ def evaluate(
     if align is not None:
         report["alignment"] = align
     elapsed = time.perf_counter() - t0
+    report["duplicates"] = dups
     report["timing"] = {"total_s": elapsed, "images_evaluated": n_rows, "images_per_s": n_rows / max(elapsed, 1e-9)}
     report["config"] = {"model": meta["config"], "ttt4as": ttt_params, "segment": list(opts.segment), "executor": "ray", "num_actors": num_actors}
     write_metrics(report, out_uri, storage_options)
