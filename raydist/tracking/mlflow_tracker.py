@@ -104,6 +104,9 @@ class Tracker:
         self.backoff_s = backoff_s
         self.log = log
         self.not_logged: list[str] = []
+        # MLflow's own HTTP retries default to minutes of backoff per call; ours are bounded instead
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
     @staticmethod
     def local_uri(folder: str) -> str:

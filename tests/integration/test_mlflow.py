@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,29 +18,32 @@ from tests.integration.test_s3 import free_port
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    d = tmp_path_factory.mktemp("mlflow")
+def start_mlflow(d: Path) -> tuple[subprocess.Popen, str]:
+    """`mlflow server` on a free 127.0.0.1 port in its own process group (stop with os.killpg)."""
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     proc = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--backend-store-uri",
          f"sqlite:///{d}/mlflow.db", "--artifacts-destination", str(d / "artifacts"), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
             urllib.request.urlopen(uri + "/health", timeout=2)
-            break
+            return proc, uri
         except Exception:
             time.sleep(1)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not become healthy in 90 s")
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail("mlflow server did not become healthy in 90 s")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    proc, uri = start_mlflow(tmp_path_factory.mktemp("mlflow"))
     yield uri
-    proc.terminate()
+    os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
 
 
