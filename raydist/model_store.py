@@ -104,7 +104,11 @@ def load_class(uri: str, meta: dict[str, Any], class_name: str, storage_options=
     info = meta["classes"].get(class_name)
     if info is None:
         raise ConfigError(f"model has no bank for class {class_name!r}")
-    tensors = st_load(read_bytes(join(uri, info["bank"]), storage_options))
+    path = join(uri, info["bank"])
+    try:
+        tensors = st_load(read_bytes(path, storage_options))
+    except Exception as e:  # never fall back to a loader that could execute code
+        raise ConfigError(f"refusing to load {path}: not a valid safetensors file ({type(e).__name__})") from None
     if "bank" in tensors:
         return ClassModel(tensors["bank"], info["thr"]["mu"], info["thr"]["sigma"], info["n_train"], info["n_val"])
     d2, d3 = info["dims"]
