@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from raydist.data.dataset import iter_batches, list_partitions, write_table
+from raydist.data.dataset import iter_batches, list_partitions
 from raydist.data.decode import (
     DEFAULT_MAX_PIXELS,
     decode_image,
@@ -423,8 +423,21 @@ def reset_results(out_uri: str, storage_options=None) -> None:
 
 
 def write_results(rows: list[dict[str, Any]], out_uri: str, storage_options=None) -> None:
-    if rows:
-        write_table(pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), results_uri(out_uri), ["class_name"], storage_options)
+    """One Parquet part per class, written atomically (temporary name, then moved): a crash never
+    leaves a half-written file under a final part name."""
+    import io
+    import uuid
+
+    import pyarrow.parquet as pq
+
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_class.setdefault(r["class_name"], []).append(r)
+    for cls, items in by_class.items():
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(items, schema=RESULT_SCHEMA).drop_columns(["class_name"]), buf)
+        name = join(results_uri(out_uri), f"class_name={cls}", f"part-{uuid.uuid4().hex[:16]}.parquet")
+        write_bytes(name, buf.getvalue(), storage_options)
 
 
 def finish_report(records: list[EvalRecord], errors_per_class: dict[str, int], segment: Sequence[str]) -> dict[str, Any]:

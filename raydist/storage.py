@@ -34,6 +34,13 @@ def _s3_options(storage_options: dict[str, Any] | None) -> dict[str, Any]:
         opts["client_kwargs"] = client_kwargs
     # Fresh instances: a cached client would outlive a restarted endpoint or changed credentials.
     opts.setdefault("skip_instance_cache", True)
+    # An endpoint that restarts or throttles: botocore's standard retry mode backs off exponentially
+    # (with jitter) over up to 10 attempts, riding out outages of tens of seconds.
+    config_kwargs = dict(opts.pop("config_kwargs", {}) or {})
+    config_kwargs.setdefault("retries", {"max_attempts": 10, "mode": "standard"})
+    config_kwargs.setdefault("connect_timeout", 5)
+    config_kwargs.setdefault("read_timeout", 30)
+    opts["config_kwargs"] = config_kwargs
     return opts
 
 
