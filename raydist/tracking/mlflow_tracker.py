@@ -54,6 +54,10 @@ def metric_items(report: dict[str, Any]) -> dict[str, float]:
             for k in BINARY_KEYS:
                 if isinstance(m.get(b), dict) and m[b].get(k) is not None:
                     out[f"{k}_{b}/{scope}"] = float(m[b][k])
+    for variant, m in (report.get("alignment") or {}).items():  # unified models: raw vs CADA vs CaDA-A
+        for k, v in m.items():
+            if v is not None:
+                out[f"align_{variant}/{k}"] = float(v)
     for k, v in (report.get("timing") or {}).items():
         if isinstance(v, int | float):
             out[f"timing/{k}"] = float(v)
