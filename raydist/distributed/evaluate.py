@@ -86,6 +86,12 @@ def segment_unit(
     unit: Unit, scored: list[Scored], ttt4as_params: dict | None, segment: list[str], out_uri: str, reference: float, storage_options=None
 ) -> dict[str, Any]:
     """Binarise one unit's images, write its results part and summary; idempotent (fixed names)."""
+    import os
+
+    import torch
+
+    # Ray sets OMP_NUM_THREADS to this task's CPUs; a reused worker's torch pool may still be larger
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     ttt4as = TTT4AS(**ttt4as_params) if ttt4as_params is not None else None
     rows, images = [], []
     aggs: dict[str, PixelAggregate] = {}
