@@ -15,8 +15,13 @@ def nearest_distances(
     bank: np.ndarray | torch.Tensor,
     budget_mb: float = 256.0,
     return_index: bool = False,
+    bank_sq: torch.Tensor | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Euclidean distance from each query row to its nearest bank row (float32 arithmetic)."""
+    """Euclidean distance from each query row to its nearest bank row (float32 arithmetic).
+
+    Pass a float32 ``bank`` and its precomputed squared norms ``bank_sq`` to skip the per-call
+    conversion (a scorer reuses one bank for many images).
+    """
     q = torch.as_tensor(queries).float()
     b = torch.as_tensor(bank).float()
     if q.ndim != 2 or b.ndim != 2 or q.shape[1] != b.shape[1]:
@@ -27,7 +32,7 @@ def nearest_distances(
     col = max(1, min(nb, max_elems // max(1, min(nq, 4096))))
     row = max(1, min(nq, max_elems // col))
     qsq = (q * q).sum(1)
-    bsq = (b * b).sum(1)
+    bsq = bank_sq if bank_sq is not None else (b * b).sum(1)
     best = torch.full((nq,), float("inf"))
     arg = torch.zeros(nq, dtype=torch.long)
     for r0 in range(0, nq, row):
@@ -36,10 +41,15 @@ def nearest_distances(
         arg_r = arg[r0 : r0 + row]
         for c0 in range(0, nb, col):
             d = torch.addmm(bsq[c0 : c0 + col].unsqueeze(0), qs, b[c0 : c0 + col].T, alpha=-2.0)
+            if not return_index:  # cheaper: no arg bookkeeping; the query norm is added once at the end
+                torch.minimum(best_r, d.min(dim=1).values, out=best_r)
+                continue
             d.add_(qsq[r0 : r0 + row].unsqueeze(1))
             m, a = d.min(dim=1)
             upd = m < best_r
             best_r[upd] = m[upd]
             arg_r[upd] = a[upd] + c0
+    if not return_index:
+        best.add_(qsq)
     dist = best.clamp_min_(0).sqrt_().numpy()
     return (dist, arg.numpy()) if return_index else dist

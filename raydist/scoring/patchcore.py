@@ -121,8 +121,18 @@ class PatchCore:
             raise RuntimeError("PatchCore is not fitted")
         g = torch.as_tensor(grids)
         b, _, h, w = g.shape
-        d = nearest_distances(grid_to_patches(g), self.bank, budget_mb=self.budget_mb)
+        bank32, bank_sq = self._search_bank()
+        d = nearest_distances(grid_to_patches(g), bank32, budget_mb=self.budget_mb, bank_sq=bank_sq)
         return d.reshape(b, h, w)
+
+    def _search_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """float32 copy of the (float16) bank and its squared norms, cached while the bank is unchanged."""
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0] is not self.bank:
+            b32 = torch.from_numpy(np.asarray(self.bank, dtype=np.float32))
+            cache = (self.bank, b32, (b32 * b32).sum(1))
+            self._cache = cache
+        return cache[1], cache[2]
 
     def score(self, grids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Score maps (B, H, W) float32 at ``size`` and image scores (B,)."""
