@@ -72,18 +72,22 @@ class ScoringActor:
         return self.scorer.score_rows(rows)
 
 
-def bins_reference(meta: dict) -> float:
-    """One bin layout for all classes (so the pooled view can merge them): geometric mean of THR mus.
-    Aligned (unified) maps are centred near 0 and can be negative: they are shifted by +1 first."""
+def bins_reference(meta: dict) -> tuple[float, float]:
+    """One bin layout for all classes (so the pooled view can merge them): (reference, offset).
+
+    Raw distances: the geometric mean of the classes' THR mu, no offset. Aligned (unified) maps
+    are ~0 for normal pixels, ~1 at a normal image's max and can be negative: offset 10 and
+    reference 10 cover aligned scores from -10 to ~10,000 with the same relative resolution.
+    """
     if "unified" in meta:
-        return 1.0
+        return 10.0, 10.0
     mus = [c["thr"]["mu"] for c in meta["classes"].values() if c["thr"]["mu"] > 0]
-    return float(np.exp(np.mean(np.log(mus)))) if mus else 1.0
+    return (float(np.exp(np.mean(np.log(mus)))) if mus else 1.0), 0.0
 
 
 @ray.remote(num_cpus=1, max_retries=3)
 def segment_unit(
-    unit: Unit, scored: list[Scored], ttt4as_params: dict | None, segment: list[str], out_uri: str, reference: float, storage_options=None
+    unit: Unit, scored: list[Scored], ttt4as_params: dict | None, segment: list[str], out_uri: str, bins: tuple[float, float], storage_options=None
 ) -> dict[str, Any]:
     """Binarise one unit's images, write its results part and summary; idempotent (fixed names)."""
     import os
@@ -102,7 +106,7 @@ def segment_unit(
         if s.variant_scores:
             im["variant_scores"] = s.variant_scores
         if s.error is None:
-            agg = aggs.setdefault(s.class_name, PixelAggregate.around(reference))
+            agg = aggs.setdefault(s.class_name, PixelAggregate.around(bins[0], offset=bins[1]))
             agg.add(s.gt, s.score_map)
             if "thr" in segment:
                 im["counts"]["thr"] = confusion(s.gt, s.thr_mask)
@@ -160,7 +164,7 @@ def evaluate(
         todo = units
     log(f"[ray] {len(units)} units ({sum(u.n_rows for u in units)} images), {len(todo)} to do")
     ttt_params = opts.make_ttt4as().get_params() if "ttt4as" in opts.segment else None
-    reference = bins_reference(meta)
+    bins = bins_reference(meta)
     n_rows = 0
     if todo:
         actors = [
@@ -184,7 +188,7 @@ def evaluate(
             for ref in ready:
                 if ref in pending_score:
                     u = pending_score.pop(ref)
-                    pending_seg.append(segment_unit.remote(u, ref, ttt_params, list(opts.segment), out_uri, reference, storage_options))
+                    pending_seg.append(segment_unit.remote(u, ref, ttt_params, list(opts.segment), out_uri, bins, storage_options))
                 else:
                     pending_seg.remove(ref)
                     res = ray.get(ref)

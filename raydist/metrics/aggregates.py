@@ -29,6 +29,7 @@ class PixelAggregate:
     pos: np.ndarray | None = None  # counts of defect pixels per bin
     pro: np.ndarray | None = None  # sum over regions of (region pixels in bin / region size)
     n_regions: int = 0
+    offset: float = 0.0  # added to scores before binning, so signed (e.g. CADA-aligned) maps fit log bins
 
     def __post_init__(self) -> None:
         if not 0 < self.lo < self.hi:
@@ -38,13 +39,13 @@ class PixelAggregate:
                 setattr(self, name, np.zeros(self.n_bins, dtype=dtype))
 
     @classmethod
-    def around(cls, reference: float, decades: float = 3.0, n_bins: int = 8192) -> PixelAggregate:
-        """Bins from reference / 10**decades to reference * 10**decades."""
+    def around(cls, reference: float, decades: float = 3.0, n_bins: int = 8192, offset: float = 0.0) -> PixelAggregate:
+        """Bins from reference / 10**decades to reference * 10**decades (after adding ``offset``)."""
         ref = max(float(reference), 1e-12)
-        return cls(ref / 10**decades, ref * 10**decades, n_bins)
+        return cls(ref / 10**decades, ref * 10**decades, n_bins, offset=offset)
 
     def bin_index(self, scores: np.ndarray) -> np.ndarray:
-        s = np.clip(np.asarray(scores, dtype=np.float64), self.lo, self.hi)
+        s = np.clip(np.asarray(scores, dtype=np.float64) + self.offset, self.lo, self.hi)
         t = (np.log(s) - np.log(self.lo)) / (np.log(self.hi) - np.log(self.lo))
         return np.minimum((t * self.n_bins).astype(np.int64), self.n_bins - 1)
 
@@ -63,9 +64,12 @@ class PixelAggregate:
             self.n_regions += n
 
     def merge(self, other: PixelAggregate) -> PixelAggregate:
-        if (self.lo, self.hi, self.n_bins) != (other.lo, other.hi, other.n_bins):
+        if (self.lo, self.hi, self.n_bins, self.offset) != (other.lo, other.hi, other.n_bins, other.offset):
             raise ValueError("cannot merge aggregates with different bins")
-        return PixelAggregate(self.lo, self.hi, self.n_bins, self.neg + other.neg, self.pos + other.pos, self.pro + other.pro, self.n_regions + other.n_regions)
+        return PixelAggregate(
+            self.lo, self.hi, self.n_bins, self.neg + other.neg, self.pos + other.pos, self.pro + other.pro,
+            self.n_regions + other.n_regions, self.offset,
+        )  # fmt: skip
 
     def _curves(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Cumulative counts from the highest bin down: thresholds between bins."""
@@ -101,8 +105,8 @@ class PixelAggregate:
         return float(np.trapezoid(y, x) / fpr_limit)
 
     def to_dict(self) -> dict:
-        return {"lo": self.lo, "hi": self.hi, "n_bins": self.n_bins, "neg": self.neg.tolist(), "pos": self.pos.tolist(), "pro": self.pro.tolist(), "n_regions": self.n_regions}
+        return {"lo": self.lo, "hi": self.hi, "n_bins": self.n_bins, "neg": self.neg.tolist(), "pos": self.pos.tolist(), "pro": self.pro.tolist(), "n_regions": self.n_regions, "offset": self.offset}
 
     @classmethod
     def from_dict(cls, d: dict) -> PixelAggregate:
-        return cls(d["lo"], d["hi"], d["n_bins"], np.asarray(d["neg"], np.int64), np.asarray(d["pos"], np.int64), np.asarray(d["pro"], np.float64), d["n_regions"])
+        return cls(d["lo"], d["hi"], d["n_bins"], np.asarray(d["neg"], np.int64), np.asarray(d["pos"], np.int64), np.asarray(d["pro"], np.float64), d["n_regions"], d.get("offset", 0.0))

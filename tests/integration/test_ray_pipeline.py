@@ -84,3 +84,21 @@ def test_corrupt_row_is_recorded_and_counts_reconcile(local_ray, synth_uri, wrn_
     errs = {k: v["error"] for k, v in res.items() if v["error"]}
     assert list(errs) == [bad["image_id"]] and "corrupt_image" in errs[bad["image_id"]]
     assert rep["pooled"]["n_images"] + rep["pooled"]["n_errors"] == n_in
+
+
+def test_ray_unified_aligned_maps_match_core(local_ray, synth_uri, tmp_path):
+    """CADA-aligned maps are signed; the Ray path's histogram metrics must still match the core's."""
+    from raydist.model_store import ModelConfig
+    from raydist.unified import fit_unified
+
+    model = str(tmp_path / "unified")
+    fit_unified(synth_uri, model, ModelConfig(weights="none", resize=64, crop=64, image_score="top1"), route="clusters", k=3,
+                cada_params={"iterations": 100}, log=lambda _: None)  # fmt: skip
+    opts = EvalOptions(segment=("thr",), align="cada")
+    core = evaluate(synth_uri, model, str(tmp_path / "core"), opts)
+    rep = dist.evaluate(synth_uri, model, str(tmp_path / "ray"), opts)
+    for block in ("mean", "pooled"):
+        assert rep[block]["i_auroc"] == pytest.approx(core[block]["i_auroc"], abs=1e-9)
+        for m in ("p_auroc", "p_ap", "aupro_30", "aupro_1"):
+            assert rep[block][m] == pytest.approx(core[block][m], abs=1e-3), (block, m)
+    assert rep["alignment"]["cada"]["i_auroc_pooled"] == pytest.approx(core["alignment"]["cada"]["i_auroc_pooled"])
