@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--executor", choices=["ray", "local"], default="ray")
     a = p.parse_args(argv)
     out = os.path.abspath(a.out)
-    data, model, results = (os.path.join(out, d) for d in ("data", "model", "results"))
+    data, model, results = (os.path.join(out, d) for d in ("data", "model", "eval"))
     if not os.path.isdir(data):  # reuse the generated data of an earlier run
         cli(["synth", data, "--size", str(a.size), "--seed", str(a.seed)])
     # the synthetic images are framed like MVTec 3D-AD: resize only, no crop
