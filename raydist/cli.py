@@ -64,11 +64,13 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-pixels", type=int, default=64_000_000, help="images larger than this are refused (decompression-bomb guard)")
     g = p.add_argument_group("TTT4AS")
-    g.add_argument("--percentile", type=float, default=99.0)
-    g.add_argument("--peak-size", type=int, default=3)
-    g.add_argument("--radius", type=int, default=8)
-    g.add_argument("--nominal-stride", type=int, default=8)
-    g.add_argument("--margin", type=int, default=16)
+    from raydist.segment import pseudo_labels as pl
+
+    g.add_argument("--percentile", type=float, default=pl.PERCENTILE)
+    g.add_argument("--peak-size", type=int, default=pl.PEAK_SIZE)
+    g.add_argument("--radius", type=int, default=pl.RADIUS)
+    g.add_argument("--nominal-stride", type=int, default=pl.NOMINAL_STRIDE)
+    g.add_argument("--margin", type=int, default=pl.MARGIN)
     g.add_argument("--max-nominal", type=int, default=None)
     g.add_argument("--svm-c", type=float, default=0.001)
     g.add_argument("--class-weight", choices=["balanced"], default=None)

@@ -86,7 +86,3 @@ def exists(uri: str, storage_options: dict[str, Any] | None = None) -> bool:
     fs, path = filesystem(uri, storage_options)
     return fs.exists(path)
 
-
-def makedirs(uri: str, storage_options: dict[str, Any] | None = None) -> None:
-    fs, path = filesystem(uri, storage_options)
-    fs.makedirs(path, exist_ok=True)

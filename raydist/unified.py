@@ -37,6 +37,15 @@ from raydist.storage import join, read_bytes, write_bytes
 ALIGNS = ("none", "cada", "class")
 
 
+def score_routed(banks: list[PatchCore], grids: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
+    """Raw maps, each image scored against its group's bank; one batched search per group."""
+    maps = np.empty((len(grids), size, size), dtype=np.float32)
+    for g in np.unique(groups):
+        sel = np.nonzero(groups == g)[0]
+        maps[sel] = banks[int(g)].score(grids[sel], size)[0]
+    return maps
+
+
 def _decoded(data_uri: str, split: str, prep, storage_options=None) -> tuple[list[Decoded], list[str]]:
     out, skipped = [], []
     for batch in iter_batches(data_uri, None, [split], INPUT_COLUMNS, 32, storage_options):
@@ -88,7 +97,7 @@ def fit_unified(
     spread = tgt[:, 1] - tgt[:, 0]
     floor = float(0.05 * np.median(spread))
     vgroups = router.assign(vgrids) if router else np.zeros(len(val), dtype=int)
-    vraw = np.stack([banks[g].score(vgrids[i : i + 1], prep.crop)[0][0] for i, g in enumerate(vgroups)])
+    vraw = score_routed(banks, vgrids, vgroups, prep.crop)
     variants = {
         "none": vraw,
         "cada": cada.align(vraw, vgrids),
@@ -159,7 +168,7 @@ class UnifiedScorer:
             return out
         grids = extract(self.backbone, self.prep, [d.image for _, d in ok])
         groups = self.router.assign(grids) if self.router is not None else np.zeros(len(ok), dtype=int)
-        raw = np.stack([self.banks[g].score(grids[j : j + 1], self.prep.crop)[0][0] for j, g in enumerate(groups)])
+        raw = score_routed(self.banks, grids, groups, self.prep.crop)
         variants = self._variants(raw, grids, [d.class_name for _, d in ok])
         for j, (i, d) in enumerate(ok):
             o = out[i]

@@ -81,7 +81,7 @@ def greedy_coreset(
     return selected.numpy()
 
 
-def coverage_radius(features: np.ndarray, selected: np.ndarray, chunk: int = 8192) -> float:
+def coverage_radius(features: np.ndarray, selected: np.ndarray) -> float:
     """Largest distance from any point to its nearest selected point (lower is better)."""
     from raydist.scoring.knn import nearest_distances
 

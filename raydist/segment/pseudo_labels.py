@@ -16,6 +16,13 @@ from scipy import ndimage
 
 from raydist.errors import ConfigError
 
+# Defaults (reasons in :func:`pseudo_labels`); TTT4AS and the CLI take them from here.
+PERCENTILE = 99.0
+PEAK_SIZE = 3
+RADIUS = 8
+NOMINAL_STRIDE = 8
+MARGIN = 16
+
 
 def disk(radius: int) -> np.ndarray:
     r = int(radius)
@@ -43,11 +50,11 @@ def validate_params(percentile: float, peak_size: int, radius: int, nominal_stri
 
 def pseudo_labels(
     score_map: np.ndarray,
-    percentile: float = 99.0,
-    peak_size: int = 3,
-    radius: int = 8,
-    nominal_stride: int = 8,
-    margin: int = 16,
+    percentile: float = PERCENTILE,
+    peak_size: int = PEAK_SIZE,
+    radius: int = RADIUS,
+    nominal_stride: int = NOMINAL_STRIDE,
+    margin: int = MARGIN,
     max_nominal: int | None = None,
     seed: int = 0,
 ) -> PseudoLabels:

@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import LinearSVC
 
 from raydist.errors import ConfigError
+from raydist.segment import pseudo_labels as pl
 from raydist.segment.pseudo_labels import pseudo_labels, validate_params
 from raydist.segment.sampling import as_grids, sample_features, upsample
 
@@ -44,11 +45,11 @@ class TTT4AS:
 
     def __init__(
         self,
-        percentile: float = 99.0,
-        peak_size: int = 3,
-        radius: int = 8,
-        nominal_stride: int = 8,
-        margin: int = 16,
+        percentile: float = pl.PERCENTILE,
+        peak_size: int = pl.PEAK_SIZE,
+        radius: int = pl.RADIUS,
+        nominal_stride: int = pl.NOMINAL_STRIDE,
+        margin: int = pl.MARGIN,
         max_nominal: int | None = None,
         C: float = 0.001,
         loss: str = "hinge",
