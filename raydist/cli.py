@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from raydist import __version__
+from raydist.data.ingest import FORMATS, KOLEKTOR_TRAIN_SHARE
 from raydist.errors import ConfigError
 
 
@@ -28,6 +29,9 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proj-dim", type=int, default=None, help="average-pool features to this many channels")
     p.add_argument("--resize", type=int, default=256, help="resize side before the center crop (256, MVTec AD practice)")
     p.add_argument("--crop", type=int, default=224, help="center-crop side; equal to --resize means no crop (MVTec 3D-AD practice)")
+    p.add_argument("--aspect", type=float, default=1.0,
+                   help="height/width of the processed image: sides are resize*aspect x resize, then cropped alike "
+                        "(e.g. 2.5 for KolektorSDD's ~630x250 images, so thin cracks are not squashed)")
     p.add_argument("--coreset-ratio", type=float, default=0.1)
     p.add_argument("--coreset-proj-dim", type=int, default=256)
     p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of score maps, pixels")
@@ -63,18 +67,24 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align", choices=["none", "cada", "class"], default=None, help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-pixels", type=int, default=64_000_000, help="images larger than this are refused (decompression-bomb guard)")
-    g = p.add_argument_group("TTT4AS")
+    g = p.add_argument_group("TTT4AS (defaults and their reasons: README, TTT4AS section)")
     from raydist.segment import pseudo_labels as pl
+    from raydist.segment import ttt4as as tt
 
     g.add_argument("--percentile", type=float, default=pl.PERCENTILE)
     g.add_argument("--peak-size", type=int, default=pl.PEAK_SIZE)
-    g.add_argument("--radius", type=int, default=pl.RADIUS)
+    g.add_argument("--radius", type=int, default=pl.RADIUS, help="positive neighbourhood radius (the cap, for grow)")
+    g.add_argument("--neighbourhood", choices=pl.NEIGHBOURHOODS, default=pl.NEIGHBOURHOOD,
+                   help="disk: every pixel within --radius of a peak; grow: pixels connected to the peak above --grow-level")
+    g.add_argument("--grow-level", type=float, default=pl.GROW_LEVEL,
+                   help="grow: keep pixels >= percentile value + level * (peak - percentile value)")
     g.add_argument("--nominal-stride", type=int, default=pl.NOMINAL_STRIDE)
     g.add_argument("--margin", type=int, default=pl.MARGIN)
     g.add_argument("--max-nominal", type=int, default=None)
-    g.add_argument("--svm-c", type=float, default=0.001)
+    g.add_argument("--svm-c", type=float, default=tt.C_DEFAULT)
     g.add_argument("--class-weight", choices=["balanced"], default=None)
-    g.add_argument("--no-standardize", action="store_true", help="raw features into the SVM (the paper's setting)")
+    g.add_argument("--feature-scale", choices=tt.FEATURE_SCALES, default=tt.FEATURE_SCALE,
+                   help="raw (paper), norm (divide by the image's mean feature norm) or standardize (per channel)")
     g.add_argument("--svm-input", choices=["features", "score"], default="features")
     g.add_argument("--fallback", choices=["empty", "thr"], default="empty")
 
@@ -102,12 +112,14 @@ def _ttt4as_params(a: argparse.Namespace) -> dict:
         "percentile": a.percentile,
         "peak_size": a.peak_size,
         "radius": a.radius,
+        "neighbourhood": a.neighbourhood,
+        "grow_level": a.grow_level,
         "nominal_stride": a.nominal_stride,
         "margin": a.margin,
         "max_nominal": a.max_nominal,
         "C": a.svm_c,
         "class_weight": a.class_weight,
-        "standardize": not a.no_standardize,
+        "feature_scale": a.feature_scale,
         "svm_input": a.svm_input,
         "fallback": a.fallback,
     }
@@ -121,9 +133,11 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="convert a folder layout into the raydist Parquet format")
     p.add_argument("src", help="source folder")
     p.add_argument("dest", help="dataset URI to append to (local or s3://)")
-    p.add_argument("--format", required=True, choices=["mvtec-ad", "mvtec-3d", "folder"])
+    p.add_argument("--format", required=True, choices=list(FORMATS))
     p.add_argument("--val-fraction", type=float, default=0.2, help="train share moved to val for classes without val")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-share", type=float, default=KOLEKTOR_TRAIN_SHARE,
+                   help="kolektorsdd: share of items whose defect-free images become train/val (split by item)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the val split (and the kolektorsdd item split)")
 
     p = sub.add_parser("synth", help="write a generated dataset (no download needed)")
     p.add_argument("dest")
@@ -222,7 +236,7 @@ def _run(a: argparse.Namespace) -> int:
     if a.verb == "ingest":
         from raydist.data.ingest import ingest
 
-        rep = ingest(a.src, a.dest, a.format, a.val_fraction, a.seed)
+        rep = ingest(a.src, a.dest, a.format, a.val_fraction, a.seed, train_share=a.train_share)
         print(json.dumps({"written": rep.written, "n_errors": len(rep.errors)}, indent=2))
         for e in rep.errors:
             print(f"rejected: {e['error']}", file=sys.stderr)
@@ -243,7 +257,7 @@ def _run(a: argparse.Namespace) -> int:
         from raydist.pipeline import fit_model
 
         cfg = ModelConfig(
-            backbone=a.backbone, weights=a.weights, block=a.block, proj_dim=a.proj_dim, resize=a.resize, crop=a.crop,
+            backbone=a.backbone, weights=a.weights, block=a.block, proj_dim=a.proj_dim, resize=a.resize, crop=a.crop, aspect=a.aspect,
             coreset_ratio=a.coreset_ratio, coreset_proj_dim=a.coreset_proj_dim, sigma=a.sigma,
             image_score=a.image_score, thr_k=a.thr_k, seed=a.seed, method=a.method, backbone_3d=a.backbone_3d,
             weights_3d=a.weights_3d, block_3d=a.block_3d, groups_3d=a.groups_3d, plane_distance=a.plane_distance,

@@ -34,6 +34,7 @@ class ModelConfig:
     proj_dim: int | None = None
     resize: int = 256
     crop: int = 224
+    aspect: float = 1.0  # processed height / width (1 = square)
     coreset_ratio: float = 0.1
     coreset_proj_dim: int | None = 256
     sigma: float = 4.0

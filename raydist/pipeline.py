@@ -170,9 +170,9 @@ def fit_class(
     vgrids = extract(backbone, prep, [d.image for d in val], batch_size)
     if cfm:
         vf3, vfrac = features_3d(extractor, val, vgrids.shape[-2:])
-        maps, _ = model.score(torch.from_numpy(vgrids), torch.from_numpy(vf3), torch.from_numpy(vfrac), prep.crop, cfg.image_score)
+        maps, _ = model.score(torch.from_numpy(vgrids), torch.from_numpy(vf3), torch.from_numpy(vfrac), prep.size, cfg.image_score)
     else:
-        maps, _ = model.score(vgrids, prep.crop)
+        maps, _ = model.score(vgrids, prep.size)
     thr = Threshold(cfg.thr_k).fit(maps)
     if cfm:
         return ClassModel(None, thr.mu, thr.sigma, len(train), len(val), skipped, mapping=model.state_dict(), dims=(grids.shape[1], f3.shape[1]))
@@ -198,7 +198,7 @@ def fit_model(
         raise ConfigError(f"no class found in {data_uri}")
     backbone = make_backbone(cfg)
     cfg.weights_id = backbone.weights_id
-    prep = backbone.preprocess(cfg.resize, cfg.crop)
+    prep = backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
     fitted: dict[str, ClassModel] = {}
     errors: dict[str, str] = {}
     for cls in classes:
@@ -257,7 +257,7 @@ class Scorer:
         self.backbone = make_backbone(self.cfg, device)
         if self.backbone.weights_id != self.cfg.weights_id:
             raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {self.cfg.weights_id}")
-        self.prep = self.backbone.preprocess(self.cfg.resize, self.cfg.crop)
+        self.prep = self.backbone.preprocess(self.cfg.resize, self.cfg.crop, self.cfg.aspect)
         self.max_banks = max_banks
         self.keep_images = keep_images
         self.cfm = self.cfg.method == "cfm"
@@ -282,7 +282,7 @@ class Scorer:
     def _grid_size(self) -> tuple[int, int]:
         """The 2D feature grid size at this crop, measured once on a blank image."""
         if not hasattr(self, "_grid"):
-            blank = np.zeros((self.prep.crop, self.prep.crop, 3), np.uint8)
+            blank = np.zeros((*self.prep.size, 3), np.uint8)
             self._grid = tuple(extract(self.backbone, self.prep, [blank]).shape[-2:])
         return self._grid
 
@@ -311,10 +311,10 @@ class Scorer:
 
                 f3 = np.concatenate([f[0] for _, _, f in items])
                 frac = np.concatenate([f[1] for _, _, f in items])
-                maps, scores = model.score(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac), self.prep.crop, self.cfg.image_score)
+                maps, scores = model.score(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac), self.prep.size, self.cfg.image_score)
                 grids = np.concatenate([grids, f3], axis=1)  # TTT4AS trains on the 2D + 3D features
             else:
-                maps, scores = model.score(grids, self.prep.crop)
+                maps, scores = model.score(grids, self.prep.size)
             for (i, d, _), g, m, s in zip(items, grids, maps, scores):
                 o = out[i]
                 o.image_score, o.score_map, o.features, o.gt = float(s), m, g.astype(np.float16), d.gt

@@ -67,7 +67,7 @@ def fit_unified(
         raise ConfigError(f"route must be none or clusters, got {route!r}")
     backbone = make_backbone(cfg)
     cfg.weights_id = backbone.weights_id
-    prep = backbone.preprocess(cfg.resize, cfg.crop)
+    prep = backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
     train, skipped = _decoded(data_uri, "train", prep, storage_options)
     val, skipped_val = _decoded(data_uri, "val", prep, storage_options)
     if not train or not val:
@@ -78,12 +78,12 @@ def fit_unified(
     groups = router.assign(grids) if router else np.zeros(len(train), dtype=int)
     n_groups = int(groups.max()) + 1
     tensors: dict[str, np.ndarray] = {}
-    loo = np.zeros((len(train), prep.crop, prep.crop), dtype=np.float32)
+    loo = np.zeros((len(train), *prep.size), dtype=np.float32)
     banks = []
     for g in range(n_groups):
         sel = np.nonzero(groups == g)[0]
         pc = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed).fit(grids[sel])
-        loo[sel] = pc.leave_one_out_maps(grids[sel], prep.crop)
+        loo[sel] = pc.leave_one_out_maps(grids[sel], prep.size)
         tensors[f"bank.{g}"] = pc.bank
         banks.append(pc)
         log(f"[fit --unified] group {g}: {len(sel)} images, bank {pc.bank.shape[0]}x{pc.bank.shape[1]}")
@@ -97,7 +97,7 @@ def fit_unified(
     spread = tgt[:, 1] - tgt[:, 0]
     floor = float(0.05 * np.median(spread))
     vgroups = router.assign(vgrids) if router else np.zeros(len(val), dtype=int)
-    vraw = score_routed(banks, vgrids, vgroups, prep.crop)
+    vraw = score_routed(banks, vgrids, vgroups, prep.size)
     variants = {
         "none": vraw,
         "cada": cada.align(vraw, vgrids),
@@ -133,7 +133,7 @@ class UnifiedScorer:
         self.max_pixels = max_pixels
         self.duplicates = dict(duplicates or {})
         self.backbone = make_backbone(self.cfg, device)
-        self.prep = self.backbone.preprocess(self.cfg.resize, self.cfg.crop)
+        self.prep = self.backbone.preprocess(self.cfg.resize, self.cfg.crop, self.cfg.aspect)
         t = st_load(read_bytes(join(model_uri, "unified.safetensors"), storage_options))
         self.banks = []
         for g in range(self.u["n_groups"]):
@@ -168,7 +168,7 @@ class UnifiedScorer:
             return out
         grids = extract(self.backbone, self.prep, [d.image for _, d in ok])
         groups = self.router.assign(grids) if self.router is not None else np.zeros(len(ok), dtype=int)
-        raw = score_routed(self.banks, grids, groups, self.prep.crop)
+        raw = score_routed(self.banks, grids, groups, self.prep.size)
         variants = self._variants(raw, grids, [d.class_name for _, d in ok])
         for j, (i, d) in enumerate(ok):
             o = out[i]

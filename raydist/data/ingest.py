@@ -21,7 +21,8 @@ from raydist.errors import InvalidPointCloudError, RowError, ShapeMismatchError
 from raydist.storage import join, write_bytes
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-FORMATS = ("mvtec-ad", "mvtec-3d", "folder")
+FORMATS = ("mvtec-ad", "mvtec-3d", "folder", "kolektorsdd")
+KOLEKTOR_TRAIN_SHARE = 0.6  # share of KolektorSDD items whose defect-free images become train/val
 
 
 @dataclass
@@ -131,7 +132,46 @@ def find_folder(src: Path) -> Iterator[Candidate]:
                     yield Candidate(f"{cls}/{split}/{ddir.name}/{img.stem}", cls, split, ddir.name, img, mask)
 
 
-FINDERS = {"mvtec-ad": find_mvtec_ad, "mvtec-3d": find_mvtec_3d, "folder": find_folder}
+def _has_defect(mask_path: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(mask_path) as im:
+        return bool(np.asarray(im).max() > 0)
+
+
+def find_kolektorsdd(src: Path, train_share: float = KOLEKTOR_TRAIN_SHARE, seed: int = 0) -> Iterator[Candidate]:
+    """KolektorSDD: ``kosNN/PartN.jpg`` with ``PartN_label.png`` (or ``.bmp``; all-zero = no defect).
+
+    No split is published. As anomalib's KolektorSDD datamodule does, the split is by item, so
+    images of one physical commutator never sit on both sides: a seeded ``train_share`` of the
+    items gives its defect-free images to train (val is carved from them afterwards); every other
+    image (all of the remaining items, and the defective images of the train items) is test.
+    One class, ``kolektorsdd``; defective images get the defect type ``crack``.
+    """
+    if not 0 < train_share < 1:
+        raise ValueError(f"train_share must be in (0, 1), got {train_share}")
+    root = src.resolve()
+    items = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not items:
+        raise FileNotFoundError(f"no KolektorSDD item folder (kosNN/) under {src}")
+    rng = np.random.default_rng(seed)
+    n_train = int(round(len(items) * train_share))
+    train_items = {items[i].name for i in rng.permutation(len(items))[:n_train]}
+    for item in items:
+        for img in _images(_inside(root, item)):
+            if img.stem.endswith("_label"):
+                continue
+            img = _inside(root, img)
+            mask = next((item / f"{img.stem}_label{ext}" for ext in (".png", ".bmp") if (item / f"{img.stem}_label{ext}").exists()), None)
+            mask = _inside(root, mask) if mask is not None else None
+            defect = mask is not None and _has_defect(mask)
+            split = "train" if item.name in train_items and not defect else "test"
+            kind = "crack" if defect else "good"
+            yield Candidate(f"kolektorsdd/{split}/{kind}/{item.name}_{img.stem}", "kolektorsdd", split, kind, img,
+                            mask if defect else None)  # fmt: skip
+
+
+FINDERS = {"mvtec-ad": find_mvtec_ad, "mvtec-3d": find_mvtec_3d, "folder": find_folder, "kolektorsdd": find_kolektorsdd}
 
 
 def read_xyz_tiff(path: Path, image_id: str, shape: tuple[int, int]) -> np.ndarray:
@@ -207,6 +247,7 @@ def ingest(
     seed: int = 0,
     storage_options: dict[str, Any] | None = None,
     batch_rows: int = 64,
+    train_share: float = KOLEKTOR_TRAIN_SHARE,
 ) -> IngestReport:
     """Validate every sample under ``src`` and append the good ones to the dataset at ``dest``.
 
@@ -219,7 +260,8 @@ def ingest(
         raise FileNotFoundError(f"source folder {src_path} does not exist")
     report = IngestReport()
     try:
-        candidates = list(FINDERS[fmt](src_path))
+        kw = {"train_share": train_share, "seed": seed} if fmt == "kolektorsdd" else {}
+        candidates = list(FINDERS[fmt](src_path, **kw))
     except PermissionError as e:
         raise PermissionError(f"ingest refused: {e}") from None
     assign_val_split(candidates, val_fraction, seed)

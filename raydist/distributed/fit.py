@@ -14,7 +14,7 @@ from raydist.pipeline import _rows, dataset_classes, fit_class, make_backbone
 @ray.remote(max_retries=2)
 def fit_class_task(data_uri: str, cls: str, cfg: ModelConfig, batch_size: int, storage_options=None) -> tuple[str, ClassModel | str]:
     backbone = make_backbone(cfg)
-    prep = backbone.preprocess(cfg.resize, cfg.crop)
+    prep = backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
     try:
         cm = fit_class(backbone, prep, cfg, _rows(data_uri, cls, "train", storage_options), _rows(data_uri, cls, "val", storage_options), batch_size)
     except ConfigError as e:

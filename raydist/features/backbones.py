@@ -152,8 +152,8 @@ class Backbone(nn.Module):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.to(self.device)
 
-    def preprocess(self, resize: int = 256, crop: int = 224) -> Preprocess:
-        return Preprocess(resize=resize, crop=crop, mean=self.spec.mean, std=self.spec.std)
+    def preprocess(self, resize: int = 256, crop: int = 224, aspect: float = 1.0) -> Preprocess:
+        return Preprocess(resize=resize, crop=crop, aspect=aspect, mean=self.spec.mean, std=self.spec.std)
 
     @torch.inference_mode()
     def extract(self, x: torch.Tensor) -> FeatureGrid:

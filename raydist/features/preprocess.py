@@ -20,6 +20,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Preprocess:
     resize: int = 256
     crop: int = 224
+    aspect: float = 1.0  # height / width: non-square inputs (e.g. KolektorSDD) keep their shape
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -27,19 +28,28 @@ class Preprocess:
         if self.crop > self.resize:
             raise ValueError(f"crop ({self.crop}) cannot exceed resize ({self.resize})")
 
-    def _crop_box(self) -> tuple[int, int]:
-        off = (self.resize - self.crop) // 2
-        return off, off + self.crop
+        if self.aspect <= 0:
+            raise ValueError(f"aspect must be > 0, got {self.aspect}")
+
+    def _tall(self, side: int) -> int:
+        return int(round(side * self.aspect))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of every processed image, mask and score map."""
+        return self._tall(self.crop), self.crop
 
     def geometry(self, arr: np.ndarray, resample: int) -> np.ndarray:
-        """Resize (H, W[, C]) to resize x resize and center-crop to crop x crop."""
+        """Resize (H, W[, C]) to (resize*aspect, resize) and center-crop to :attr:`size`."""
         im = Image.fromarray(arr)
-        im = im.resize((self.resize, self.resize), resample=resample)
-        a, b = self._crop_box()
-        return np.asarray(im)[a:b, a:b]
+        im = im.resize((self.resize, self._tall(self.resize)), resample=resample)
+        top = (self._tall(self.resize) - self._tall(self.crop)) // 2
+        left = (self.resize - self.crop) // 2
+        h, w = self.size
+        return np.asarray(im)[top : top + h, left : left + w]
 
     def image(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (crop, crop, 3) uint8, for display and overlays."""
+        """(H, W, 3) uint8 -> (*size, 3) uint8, for display and overlays."""
         return self.geometry(rgb, Image.BILINEAR)
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
@@ -51,7 +61,7 @@ class Preprocess:
         return np.stack(chans, axis=-1)
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
-        """List of (crop, crop, 3) uint8 -> normalised (B, 3, crop, crop) float32."""
+        """List of (*size, 3) uint8 -> normalised (B, 3, *size) float32."""
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)

@@ -23,6 +23,9 @@ from raydist.segment.sampling import as_grids, sample_features, upsample
 
 FALLBACKS = ("empty", "thr")
 INPUTS = ("features", "score")
+FEATURE_SCALES = ("raw", "norm", "standardize")
+C_DEFAULT = 0.001
+FEATURE_SCALE = "raw"
 
 
 class TTT4AS:
@@ -33,12 +36,12 @@ class TTT4AS:
         C: SVM regularisation, 0.001 as in the paper (``LinearSVC``).
         loss: ``"hinge"``, the soft-margin SVM the paper writes down.
         class_weight: ``None`` (paper) or ``"balanced"``.
-        standardize: standardise features on the image's labelled pixels first. On by default, a
-            deliberate departure: LinearSVC's regularisation acts relative to the feature scale, and
-            the paper's C=0.001 was set for raw WRN50/DINOv2 activations. Scales differ by orders of
-            magnitude across backbones (random-init WRN50 patch norms are ~2, so C=0.001 shrinks
-            w to ~0 and the intercept labels every pixel anomalous) and across concatenated 2D+3D
-            features. Standardising makes C mean the same for every backbone. ``False`` = paper.
+        feature_scale: how features are scaled before the SVM. ``"raw"`` (the paper: backbone
+            activations as they are), ``"norm"`` (each grid divided by the mean feature norm of the
+            image's labelled pixels: keeps the features' geometry, makes C mean the same across
+            backbones and for concatenated 2D+3D grids), or ``"standardize"`` (per-channel
+            z-scores; measured on real data to inflate masks: it gives weak, noisy channels the
+            weight of strong ones).
         svm_input: ``"features"`` (backbone grid) or ``"score"`` (the map itself, Table 6 ablation).
         fallback: mask for degenerate images: ``"empty"`` or ``"thr"`` (the THR mask, if given).
     """
@@ -51,16 +54,20 @@ class TTT4AS:
         nominal_stride: int = pl.NOMINAL_STRIDE,
         margin: int = pl.MARGIN,
         max_nominal: int | None = None,
-        C: float = 0.001,
+        C: float = C_DEFAULT,
         loss: str = "hinge",
         class_weight: str | None = None,
-        standardize: bool = True,
+        feature_scale: str = FEATURE_SCALE,
         svm_input: str = "features",
         fallback: str = "empty",
         max_iter: int = 2000,
         seed: int = 0,
+        neighbourhood: str = pl.NEIGHBOURHOOD,
+        grow_level: float = pl.GROW_LEVEL,
     ):
-        validate_params(percentile, peak_size, radius, nominal_stride, margin)
+        validate_params(percentile, peak_size, radius, nominal_stride, margin, neighbourhood, grow_level)
+        if feature_scale not in FEATURE_SCALES:
+            raise ConfigError(f"feature_scale must be one of {FEATURE_SCALES}, got {feature_scale!r}")
         if C <= 0:
             raise ConfigError(f"C must be > 0, got {C}")
         if fallback not in FALLBACKS:
@@ -78,7 +85,9 @@ class TTT4AS:
         self.C = C
         self.loss = loss
         self.class_weight = class_weight
-        self.standardize = standardize
+        self.feature_scale = feature_scale
+        self.neighbourhood = neighbourhood
+        self.grow_level = grow_level
         self.svm_input = svm_input
         self.fallback = fallback
         self.max_iter = max_iter
@@ -86,8 +95,8 @@ class TTT4AS:
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in (
-            "percentile", "peak_size", "radius", "nominal_stride", "margin", "max_nominal", "C", "loss",
-            "class_weight", "standardize", "svm_input", "fallback", "max_iter", "seed",
+            "percentile", "peak_size", "radius", "neighbourhood", "grow_level", "nominal_stride", "margin",
+            "max_nominal", "C", "loss", "class_weight", "feature_scale", "svm_input", "fallback", "max_iter", "seed",
         )}  # fmt: skip
 
     def _degenerate(self, shape, reason: str, thr_mask: np.ndarray | None, info: dict) -> tuple[np.ndarray, dict]:
@@ -98,14 +107,24 @@ class TTT4AS:
         info["fallback"] = "empty"
         return np.zeros(shape, dtype=bool), info
 
-    def fit_svm(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-        """Fit on (n, D) samples; return the weight vector and bias *in the raw feature space*."""
+    def fit_svm(self, x: np.ndarray, y: np.ndarray, blocks: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
+        """Fit on (n, D) samples; return the weight vector and bias *in the raw feature space*.
+
+        ``blocks``: channel counts of the concatenated grids (``"norm"`` scales each on its own).
+        """
         mean = np.zeros(x.shape[1], dtype=np.float64)
         scale = np.ones(x.shape[1], dtype=np.float64)
-        if self.standardize:
+        if self.feature_scale == "standardize":
             mean = x.mean(axis=0)
             scale = x.std(axis=0)
             scale[scale == 0] = 1.0
+        elif self.feature_scale == "norm":
+            start = 0
+            for d in blocks or [x.shape[1]]:
+                norm = float(np.linalg.norm(x[:, start : start + d], axis=1).mean())
+                scale[start : start + d] = norm if norm > 0 else 1.0
+                start += d
+        if self.feature_scale != "raw":
             x = (x - mean) / scale
         svm = LinearSVC(
             C=self.C, loss=self.loss, class_weight=self.class_weight, dual=True,
@@ -134,7 +153,7 @@ class TTT4AS:
         t0 = time.perf_counter()
         pl = pseudo_labels(
             s, self.percentile, self.peak_size, self.radius, self.nominal_stride, self.margin,
-            self.max_nominal, self.seed,
+            self.max_nominal, self.seed, self.neighbourhood, self.grow_level,
         )  # fmt: skip
         t1 = time.perf_counter()
         info.update(n_pos=len(pl.positives), n_neg=len(pl.negatives), t_label=t1 - t0)
@@ -144,15 +163,17 @@ class TTT4AS:
         y = np.r_[np.ones(len(pl.positives), dtype=int), np.zeros(len(pl.negatives), dtype=int)]
         if self.svm_input == "score":
             grids = None
+            blocks = [1]
             x = s[coords[:, 0], coords[:, 1]][:, None].astype(np.float64)
         else:
             if features is None:
                 raise ValueError("svm_input='features' needs the backbone feature grid(s)")
             grids = as_grids(features)
+            blocks = [g.shape[0] for g in grids]
             x = sample_features(grids, coords, size).astype(np.float64)
         if np.ptp(x, axis=0).max() == 0:
             return self._degenerate(size, "labelled pixels have identical features", thr_mask, info)
-        w, b = self.fit_svm(x, y)
+        w, b = self.fit_svm(x, y, blocks)
         t2 = time.perf_counter()
         decision = dense_decision(s if grids is None else grids, w, b, size)
         mask = decision > 0

@@ -141,3 +141,57 @@ def test_ingest_real_rgb_only_sample(tmp_path):
     assert s["tire"]["train"]["n"] == 40 and s["tire"]["val"]["n"] == 8
     assert s["tire"]["test"] == {"n": 22, "anomalous": 14}
     assert all(r["xyz"] is None for r in read_table(str(tmp_path / "ds"), columns=["xyz"]).to_pylist())
+
+
+def build_kolektor(root, n_items=10, parts=4, h=30, w=12):
+    """Tall, grey images like KolektorSDD; item i has a defect on part i % parts when i is even."""
+    for i in range(n_items):
+        item = root / f"kos{i + 1:02d}"
+        for p in range(parts):
+            item.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((h, w), 10 * i + p, np.uint8)).save(item / f"Part{p}.jpg")
+            lab = np.zeros((h, w), np.uint8)
+            if i % 2 == 0 and p == i % parts:
+                lab[5 + p : 9 + p, 2:4] = 255
+            ext = ".bmp" if i == 0 else ".png"  # the original release ships .bmp labels
+            Image.fromarray(lab).save(item / f"Part{p}_label{ext}")
+
+
+def test_ingest_kolektorsdd_split_by_item(tmp_path):
+    build_kolektor(tmp_path / "src")
+    rep = ingest(tmp_path / "src", str(tmp_path / "ds"), "kolektorsdd", val_fraction=0.25, train_share=0.6)
+    assert rep.errors == []
+    rows = read_table(str(tmp_path / "ds")).to_pylist()
+    assert len(rows) == 40  # every image accounted for
+    item = {r["image_id"]: r["image_id"].split("/")[-1].split("_")[0] for r in rows}
+    train_items = {item[r["image_id"]] for r in rows if r["split"] in ("train", "val")}
+    assert len(train_items) == 6  # 60% of 10 items
+    bad = [r for r in rows if r["label"] == 1]
+    assert len(bad) == 5 and all(r["split"] == "test" and r["defect_type"] == "crack" for r in bad)
+    # items never straddle train and test, except the defective images of train items
+    for r in rows:
+        if r["split"] == "test" and r["label"] == 0:
+            assert item[r["image_id"]] not in train_items
+    n_good_train = sum(1 for r in rows if r["split"] in ("train", "val"))
+    assert n_good_train == 6 * 4 - sum(1 for r in bad if item[r["image_id"]] in train_items)
+    assert sum(1 for r in rows if r["split"] == "val") == round(0.25 * n_good_train)
+    for r in bad:  # label paired with its own image, non-square size kept
+        m = decode_mask(r["mask"], r["image_id"], (30, 12))
+        p = int(r["image_id"][-1])
+        assert m.sum() == 8 and m[5 + p, 2] and (r["height"], r["width"]) == (30, 12)
+    # the split is seeded: same seed, same split; another seed, another one
+    again = ingest(tmp_path / "src", str(tmp_path / "ds2"), "kolektorsdd", val_fraction=0.25, train_share=0.6)
+    assert again.written == rep.written
+    other = read_table(str(tmp_path / "ds3") if ingest(tmp_path / "src", str(tmp_path / "ds3"), "kolektorsdd", seed=3) else "").to_pylist()
+    assert {r["image_id"] for r in other if r["split"] == "train"} != {r["image_id"] for r in rows if r["split"] == "train"}
+
+
+def test_ingest_real_kolektorsdd(tmp_path):
+    src = shared_sample("kolektorsdd")
+    rep = ingest(src, str(tmp_path / "ds"), "kolektorsdd")
+    assert rep.errors == []
+    s = summarize(str(tmp_path / "ds"))["kolektorsdd"]
+    assert s["train"]["n"] + s["val"]["n"] + s["test"]["n"] == 400
+    assert s["test"]["anomalous"] == 52 and s["val"]["anomalous"] == 0
+    r = next(r for r in read_table(str(tmp_path / "ds"), splits=["test"]).to_pylist() if r["label"] == 1)
+    assert r["height"] > 2 * r["width"]  # ~630 x 250: not squashed to a square

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from raydist.errors import ConfigError
 from raydist.pipeline import EvalOptions, evaluate
 from raydist.segment.sampling import sample_features, upsample
 from raydist.segment.ttt4as import TTT4AS, dense_decision, dense_decision_naive
@@ -78,6 +79,9 @@ def test_ttt4as_beats_thr_on_synthetic_dataset(synth_uri, wrn_model_uri, tmp_pat
     assert rep["pooled"]["ttt4as"]["f1_pooled"] is not None
 
 
-def test_standardize_false_is_the_paper_setting():
-    assert TTT4AS(standardize=False).get_params()["standardize"] is False
-    assert TTT4AS().C == pytest.approx(0.001)
+def test_feature_scale_modes_are_validated():
+    assert TTT4AS(feature_scale="raw").get_params()["feature_scale"] == "raw"
+    with pytest.raises(ConfigError, match="feature_scale"):
+        TTT4AS(feature_scale="zscore")
+    with pytest.raises(ConfigError, match="neighbourhood"):
+        TTT4AS(neighbourhood="square")
