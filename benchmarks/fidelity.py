@@ -25,7 +25,7 @@ from raydist.segment.ttt4as import TTT4AS  # noqa: E402
 # category -> (source folder under the data root, ingest format, model config overrides)
 CATEGORIES = {
     "bottle": ("mvtec-ad-bottle", "mvtec-ad", {}),
-    "kolektorsdd": ("kolektorsdd", "kolektorsdd", {"resize": 224, "crop": 224, "aspect": 2.5}),
+    "kolektorsdd": ("kolektorsdd", "kolektorsdd", {"resize": 224, "crop": 224, "aspect": 2.5, "coreset_ratio": 0.02}),
     "tire": ("mvtec3d-rgb-tire", "mvtec-3d", {"resize": 224, "crop": 224}),
     "cable_gland": ("mvtec3d-mini", "mvtec-3d", {"resize": 224, "crop": 224}),
 }

@@ -73,11 +73,15 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 
     g.add_argument("--percentile", type=float, default=pl.PERCENTILE)
     g.add_argument("--peak-size", type=int, default=pl.PEAK_SIZE)
+    g.add_argument("--peak-level", type=float, default=pl.PEAK_LEVEL,
+                   help="drop peaks below median + level * (highest peak - median); 0 = every peak above the percentile")
     g.add_argument("--radius", type=int, default=pl.RADIUS, help="positive neighbourhood radius (the cap, for grow)")
     g.add_argument("--neighbourhood", choices=pl.NEIGHBOURHOODS, default=pl.NEIGHBOURHOOD,
                    help="disk: every pixel within --radius of a peak; grow: pixels connected to the peak above --grow-level")
     g.add_argument("--grow-level", type=float, default=pl.GROW_LEVEL,
                    help="grow: keep pixels >= percentile value + level * (peak - percentile value)")
+    g.add_argument("--erode", type=float, default=pl.ERODE, help="grow: drop region pixels within this distance of its border (px)")
+    g.add_argument("--positive-stride", type=int, default=pl.POSITIVE_STRIDE, help="hard positives kept on a lattice of this step")
     g.add_argument("--nominal-stride", type=int, default=pl.NOMINAL_STRIDE)
     g.add_argument("--margin", type=int, default=pl.MARGIN)
     g.add_argument("--max-nominal", type=int, default=None)
@@ -111,9 +115,12 @@ def _ttt4as_params(a: argparse.Namespace) -> dict:
     return {
         "percentile": a.percentile,
         "peak_size": a.peak_size,
+        "peak_level": a.peak_level,
         "radius": a.radius,
         "neighbourhood": a.neighbourhood,
         "grow_level": a.grow_level,
+        "positive_stride": a.positive_stride,
+        "erode": a.erode,
         "nominal_stride": a.nominal_stride,
         "margin": a.margin,
         "max_nominal": a.max_nominal,

@@ -41,10 +41,10 @@ def synthetic_image(seed=0):
 
 def test_ttt4as_recovers_the_defect_better_than_a_score_threshold():
     score, feats, gt = synthetic_image()
-    mask, info = TTT4AS(radius=4, margin=8).fit_predict(score, feats)
+    mask, info = TTT4AS().fit_predict(score, feats)
     assert info["status"] == "ok" and info["n_pos"] > 0 and info["n_neg"] > 0
     iou = (mask & gt).sum() / (mask | gt).sum()
-    assert iou > 0.6
+    assert iou > 0.85  # measured 0.95; the best of three score thresholds reaches 0.51
     thr_iou = max(((score > t) & gt).sum() / ((score > t) | gt).sum() for t in (0.3, 0.5, 0.7))
     assert iou > thr_iou
 
