@@ -29,7 +29,9 @@ from raydist.segment.ttt4as import dense_decision, dense_decision_naive  # noqa:
 VARIANTS = {
     "defaults": {},
     "defaults, every positive (positive_stride=1)": {"positive_stride": 1},
-    "previous defaults (disk r8, standardize)": {"neighbourhood": "disk", "radius": 8, "feature_scale": "standardize", "positive_stride": 1},
+    "previous defaults (disk r8, standardize)": {
+        "neighbourhood": "disk", "radius": 8, "feature_scale": "standardize", "C": 0.001, "positive_stride": 1, "tol": 1e-4,
+    },  # fmt: skip
 }
 
 
@@ -46,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         got = prepare(name, Path(a.work), Path(a.data_root))
     split = score_split(*got, category=name, anomalous_only=True)
     print(f"{name}: {len(split.anomalous)} anomalous images; scoring {split.score_ms:.1f} ms/img (batch 1, 2 threads)")
-    print(f"{'binariser':<48} {'F1':>6} {'ms/img':>7} {'share of scoring':>17}")
-    print(f"{'THR':<48} {thr_block(split)['f1']:>6.3f}")
+    print(f"{'binariser':<56} {'F1':>6} {'ms/img':>7} {'share of scoring':>17}")
+    print(f"{'THR':<56} {thr_block(split)['f1']:>6.3f}")
     for label, params in VARIANTS.items():
         ttt4as_block(split, params)  # warm-up pass (allocator, liblinear import)
         b = ttt4as_block(split, params)
-        print(f"{'TTT4AS ' + label:<48} {b['f1']:>6.3f} {b['ms']:>7.1f} {100 * b['share']:>16.0f}%")
+        print(f"{'TTT4AS ' + label:<56} {b['f1']:>6.3f} {b['ms']:>7.1f} {100 * b['share']:>16.0f}%")
 
     rng = np.random.default_rng(0)
     for bb, d in (("efficientnet_lite0", 152), ("wrn50", 1536)):

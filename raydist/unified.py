@@ -37,9 +37,9 @@ from raydist.storage import join, read_bytes, write_bytes
 ALIGNS = ("none", "cada", "class")
 
 
-def score_routed(banks: list[PatchCore], grids: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
-    """Raw maps, each image scored against its group's bank; one batched search per group."""
-    maps = np.empty((len(grids), size, size), dtype=np.float32)
+def score_routed(banks: list[PatchCore], grids: np.ndarray, groups: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Raw maps (N, *size), each image scored against its group's bank; one batched search per group."""
+    maps = np.empty((len(grids), *size), dtype=np.float32)
     for g in np.unique(groups):
         sel = np.nonzero(groups == g)[0]
         maps[sel] = banks[int(g)].score(grids[sel], size)[0]

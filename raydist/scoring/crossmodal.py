@@ -91,7 +91,7 @@ class CrossmodalMapping:
         has = (valid.reshape(-1) > 0).float()
         return (psi2 * has).reshape(n, h, w).numpy(), (psi3 * has).reshape(n, h, w).numpy()
 
-    def score(self, f2d, f3d, valid, size: int, how: str = "max") -> tuple[np.ndarray, np.ndarray]:
+    def score(self, f2d, f3d, valid, size: int | tuple[int, int], how: str = "max") -> tuple[np.ndarray, np.ndarray]:
         psi2, psi3 = self.discrepancies(f2d, f3d, valid)
         agg = {"product": psi2 * psi3, "sum": psi2 + psi3, "max": np.maximum(psi2, psi3)}[self.aggregation]
         maps = upsample_map(agg, size, self.sigma)

