@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ import ray
 
 from raydist.data.dataset import duplicate_ids
 from raydist.distributed.units import Unit, list_units, read_unit
+from raydist.errors import ConfigError
 from raydist.metrics.aggregates import PixelAggregate
 from raydist.metrics.binary import confusion
 from raydist.metrics.summary import report_from_summaries
@@ -42,14 +44,38 @@ from raydist.segment.ttt4as import TTT4AS
 from raydist.storage import filesystem, join, read_bytes, write_bytes
 
 
+def token_auth_env(environ: dict[str, str] | None = None) -> str | None:
+    """Where this client's Ray token comes from (None: nowhere), turning token mode on when one exists.
+
+    Ray clients need both ``RAY_AUTH_MODE=token`` and a token (``RAY_AUTH_TOKEN``,
+    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``); with a token alone a token-auth cluster
+    refuses them. The token itself is never read, printed or logged here.
+    """
+    from pathlib import Path
+
+    env = os.environ if environ is None else environ
+    source = next((v for v in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH") if env.get(v)), None)
+    if source is None and (Path.home() / ".ray" / "auth_token").is_file():
+        source = "~/.ray/auth_token"
+    if source is not None and not env.get("RAY_AUTH_MODE"):
+        env["RAY_AUTH_MODE"] = "token"
+    return source
+
+
 def init(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to the cluster (``RAY_ADDRESS`` / ``address``) or start an embedded local Ray."""
     if ray.is_initialized():
         return
-    import os
-
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address or os.environ["RAY_ADDRESS"], log_to_driver=True)
+    target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        source = token_auth_env()
+        try:
+            ray.init(address=target, log_to_driver=True)
+        except ConnectionError as e:
+            hint = (f"a token is set ({source}); check that it is this cluster's" if source else
+                    "no Ray token is set here: clusters started from cluster/ use token authentication; "
+                    "export RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (the token file `ray get-auth-token` wrote)")  # fmt: skip
+            raise ConfigError(f"cannot connect to the Ray cluster at {target}: {e}; {hint}") from None
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
 

@@ -1,4 +1,5 @@
-"""`ray start --head` on 127.0.0.1, then `ray job submit` of jobs/evaluate.py: the job SUCCEEDS."""
+"""The project's own local head script (token auth, 127.0.0.1), then `ray job submit` of
+jobs/evaluate.py: refused without the token, SUCCEEDS with it."""
 
 import json
 import os
@@ -18,19 +19,17 @@ BIN = Path(sys.executable).parent
 @pytest.fixture
 def ray_head(tmp_path):
     port, dash = free_port(), free_port()
-    # Ray 2.5x+ dashboards want a token: give the head and the client the same random one
     env = {
-        **os.environ,
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        **{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")},
         "PATH": f"{BIN}:{os.environ['PATH']}",
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": secrets.token_hex(16),
-    }
-    subprocess.run(
-        [str(BIN / "ray"), "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats"],
-        check=True, env=env, capture_output=True, timeout=120,
-    )  # fmt: skip
+        "RAY_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash), "RAY_NUM_CPUS": "2",
+        "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token"),
+    }  # fmt: skip
+    proc = subprocess.run(["bash", str(ROOT / "cluster" / "start-local-head.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    token = (tmp_path / "token").read_text().strip()
+    assert token not in proc.stdout + proc.stderr  # the script never prints the token
+    env["RAY_AUTH_MODE"] = "token"  # a client needs the mode and the token (here from the file)
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
@@ -41,6 +40,12 @@ def ray_head(tmp_path):
 def test_ray_job_submit_evaluate(ray_head, synth_uri, wrn_model_uri, tmp_path):
     address, env = ray_head
     out = tmp_path / "res"
+    anonymous = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    for who, e in (("no token", anonymous), ("a wrong token", {**anonymous, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)})):
+        refused = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", address, "--", sys.executable, "-c", "print(1)"],
+                                 env=e, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert refused.returncode != 0, f"a job with {who} was accepted"
+        assert "AuthenticationError" in refused.stdout + refused.stderr, who
     proc = subprocess.run(
         [str(BIN / "ray"), "job", "submit", "--address", address, "--",
          sys.executable, str(ROOT / "jobs" / "evaluate.py"), "--data", synth_uri, "--model", wrn_model_uri, "--out", str(out)],
