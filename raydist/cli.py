@@ -300,7 +300,7 @@ def _run(a: argparse.Namespace) -> int:
                 tags={"raydist.dataset": a.data, "raydist.method": cfg.method, "raydist.backbone": cfg.backbone, "raydist.model_uri": a.out},
                 run_name=a.run_name,
             )  # fmt: skip
-            print(f"mlflow run {rid} at {tracker.uri}")
+            print(f"mlflow run {rid} at {tracker.shown_uri}")
             _report_tracking(tracker)
         return 0
     if a.verb in ("evaluate", "nightly"):
@@ -366,7 +366,7 @@ def _log_evaluation(tracker, a: argparse.Namespace, report: dict) -> None:
         "raydist.backbone": cfg["model"].get("backbone", ""), "raydist.model_uri": a.model,
     }  # fmt: skip
     rid = tracker.log_job(a.verb, params, to_jsonable(report), artifacts, tags, run_name=a.run_name)
-    print(f"mlflow run {rid} at {tracker.uri}")
+    print(f"mlflow run {rid} at {tracker.shown_uri}")
     _report_tracking(tracker)
 
 

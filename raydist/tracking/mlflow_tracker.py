@@ -95,6 +95,18 @@ def dataset_fingerprint(data_uri: str, storage_options=None) -> dict[str, Any]:
     return {"rows": rows, "partitions": len(parts), "partitions_sha": h}
 
 
+def redact_uri(uri: str) -> str:
+    """Mask the password (or a lone token) of a URI's user-info part; other URIs pass unchanged."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}" if user else f"***@{host}"))
+
+
 class Tracker:
     """MLflow run logging with retries. ``tracking_uri`` None -> ``MLFLOW_TRACKING_URI`` -> ``default_uri``."""
 
@@ -112,6 +124,13 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
+    @property
+    def shown_uri(self) -> str:
+        """The URI without credentials, for logs and messages (``http://user:pass@h`` -> ``http://user:***@h``).
+
+        Prefer MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD over credentials in the URI."""
+        return redact_uri(self.uri)
+
     @staticmethod
     def local_uri(folder: str) -> str:
         """A sqlite store inside the output folder: no server needed."""
@@ -124,12 +143,12 @@ class Tracker:
             try:
                 with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=timeout_s) as r:
                     if r.status != 200:
-                        raise TrackingUnavailable(f"MLflow server at {self.uri} answered {r.status} on /health")
+                        raise TrackingUnavailable(f"MLflow server at {self.shown_uri} answered {r.status} on /health")
             except TrackingUnavailable:
                 raise
             except Exception as e:
                 raise TrackingUnavailable(
-                    f"MLflow tracking server {self.uri} is unreachable ({type(e).__name__}); start it "
+                    f"MLflow tracking server {self.shown_uri} is unreachable ({type(e).__name__}); start it "
                     "(bash mlflow/server.sh), point --tracking-uri elsewhere, or pass --no-tracking"
                 ) from None
 

@@ -101,3 +101,22 @@ def test_server_down_fails_before_any_work(small, tmp_path, capsys):
     assert not (tmp_path / "r").exists()  # no scoring happened
     assert main(["evaluate", "--data", data, "--model", model, "--out", str(tmp_path / "r"), "--tracking-uri", f"http://127.0.0.1:{port}", "--no-tracking"]) == 0
     assert (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_credentials_in_a_tracking_uri_are_never_printed(small, tmp_path, capsys):
+    data, model = small
+    port = free_port()
+    secret = "s3cr3t-sentinel"
+    rc = main(["evaluate", "--data", data, "--model", model, "--out", str(tmp_path / "r"),
+               "--tracking-uri", f"http://alice:{secret}@127.0.0.1:{port}"])  # fmt: skip
+    out = capsys.readouterr()
+    assert rc == 3 and "alice:***@127.0.0.1" in out.err
+    assert secret not in out.out + out.err
+
+
+def test_redact_uri():
+    from raydist.tracking.mlflow_tracker import redact_uri
+
+    assert redact_uri("https://u:p@host:5000/x") == "https://u:***@host:5000/x"
+    assert redact_uri("https://tok@host") == "https://***@host"
+    assert redact_uri("sqlite:////tmp/a/mlflow.db") == "sqlite:////tmp/a/mlflow.db"
