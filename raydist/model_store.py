@@ -67,6 +67,11 @@ class ClassModel:
     mapping: dict[str, np.ndarray] | None = None  # CFM mapping networks (float32)
     dims: tuple[int, int] | None = None  # CFM (D_2D, D_3D)
 
+    def describe(self) -> str:
+        """One line for logs, whatever the method."""
+        what = f"bank {self.bank.shape[0]}x{self.bank.shape[1]}" if self.bank is not None else f"CFM mapping {self.dims[0]}<->{self.dims[1]}"
+        return f"{what} from {self.n_train} images, THR mu={self.thr_mu:.4f} sigma={self.thr_sigma:.4f}"
+
 
 def save_model(uri: str, config: ModelConfig, classes: dict[str, ClassModel], storage_options=None) -> None:
     meta: dict[str, Any] = {"format": FORMAT, "config": asdict(config), "classes": {}}

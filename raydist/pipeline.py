@@ -212,8 +212,7 @@ def fit_model(
             log(f"[fit] {cls}: skipped: {e}")
             continue
         fitted[cls] = cm
-        what = f"bank {cm.bank.shape[0]}x{cm.bank.shape[1]}" if cm.bank is not None else f"CFM mapping {cm.dims[0]}<->{cm.dims[1]}"
-        log(f"[fit] {cls}: {what} from {cm.n_train} images, THR mu={cm.thr_mu:.4f} sigma={cm.thr_sigma:.4f} ({time.perf_counter() - t:.1f}s)")
+        log(f"[fit] {cls}: {cm.describe()} ({time.perf_counter() - t:.1f}s)")
     if not fitted:
         raise ConfigError(f"no class could be fitted: {errors}")
     save_model(out_uri, cfg, fitted, storage_options)

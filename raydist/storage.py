@@ -70,13 +70,16 @@ def read_bytes(uri: str, storage_options: dict[str, Any] | None = None) -> bytes
 
 
 def write_bytes(uri: str, data: bytes, storage_options: dict[str, Any] | None = None) -> None:
-    """Write atomically: a temporary sibling is written first and then moved into place,
-    so a reader never sees a half-written file under the final name."""
+    """Write atomically: a temporary sibling is written first and then moved into place, so a
+    reader never sees a half-written file under the final name. The temporary name starts with
+    ``.``: dataset readers (pyarrow's and ours) skip such names, so a crash between write and
+    move leaves nothing that reads as results. (On S3 one PUT is already atomic.)"""
     fs, path = filesystem(uri, storage_options)
     parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    head, base = (posixpath.split(path) if is_remote(uri) else os.path.split(path))
+    tmp = (posixpath.join if is_remote(uri) else os.path.join)(head, f".{base}.tmp-{uuid.uuid4().hex[:8]}")
     with fs.open(tmp, "wb") as f:
         f.write(data)
     fs.mv(tmp, path)

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import ray
 
 from raydist.data.dataset import duplicate_ids
-from raydist.distributed.units import Unit, list_units, read_unit
+from raydist.distributed.units import Unit, list_units, read_unit, run_key
 from raydist.errors import ConfigError
 from raydist.metrics.aggregates import PixelAggregate
 from raydist.metrics.binary import confusion
@@ -155,6 +155,27 @@ def done_units(out_uri: str, storage_options=None) -> set[str]:
     return {p.rsplit("/", 1)[-1][: -len(".json")] for p in fs.ls(path, detail=False) if p.endswith(".json")}
 
 
+def last_run_key(out_uri: str, storage_options=None) -> str | None:
+    """The run key recorded in the previous ``metrics.json`` (None when there is none)."""
+    try:
+        return json.loads(read_bytes(join(out_uri, "metrics.json"), storage_options)).get("run_key")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def drop_units(out_uri: str, uids: list[str], storage_options=None) -> None:
+    """Remove the results and summaries of units that no longer describe the archive (summary
+    first: a crash in between leaves results that the next run overwrites or drops, never a
+    summary without results)."""
+    fs, root = filesystem(out_uri, storage_options)
+    for uid in uids:
+        summary = f"{root}/_parts/{uid}.json"
+        if fs.exists(summary):
+            fs.rm(summary)
+        for part in fs.glob(f"{root}/results/class_name=*/part-{uid}.parquet"):
+            fs.rm(part)
+
+
 def read_summaries(out_uri: str, storage_options=None):
     for uid in sorted(done_units(out_uri, storage_options)):
         yield json.loads(read_bytes(join(out_uri, "_parts", f"{uid}.json"), storage_options))
@@ -177,10 +198,22 @@ def evaluate(
     opts = opts or EvalOptions()
     t0 = time.perf_counter()
     meta = load_meta(model_uri, storage_options)
-    units = list_units(data_uri, opts.classes, storage_options)
+    ttt_params = opts.make_ttt4as().get_params() if "ttt4as" in opts.segment else None
+    options = {"ttt4as": ttt_params, "segment": list(opts.segment), "align": opts.align, "max_pixels": opts.max_pixels,
+               "classes": sorted(opts.classes) if opts.classes else None}  # fmt: skip
+    key = run_key(model_uri, options, storage_options)
+    units = list_units(data_uri, opts.classes, storage_options, key)
     dups = duplicate_ids(data_uri, opts.classes, ["test"], storage_options)
     if resume:
         finished = done_units(out_uri, storage_options)
+        current = {u.uid for u in units}
+        stale = sorted(finished - current)
+        if stale:
+            previous = last_run_key(out_uri, storage_options)
+            why = ("model or options changed since the last run" if previous not in (None, key) else
+                   "input files changed or disappeared since the last run")  # fmt: skip
+            log(f"[ray] {why}: dropping the results of {len(stale)} units, {len(current - finished)} units to do")
+            drop_units(out_uri, stale, storage_options)
         todo = [u for u in units if u.uid not in finished]
     else:
         reset_results(out_uri, storage_options)
@@ -189,7 +222,6 @@ def evaluate(
             fs.rm(parts, recursive=True)
         todo = units
     log(f"[ray] {len(units)} units ({sum(u.n_rows for u in units)} images), {len(todo)} to do")
-    ttt_params = opts.make_ttt4as().get_params() if "ttt4as" in opts.segment else None
     bins = bins_reference(meta)
     n_rows = 0
     if todo:
@@ -232,6 +264,7 @@ def evaluate(
     report["duplicates"] = dups
     report["timing"] = {"total_s": elapsed, "images_evaluated": n_rows, "images_per_s": n_rows / max(elapsed, 1e-9)}
     report["config"] = {"model": meta["config"], "ttt4as": ttt_params, "segment": list(opts.segment), "executor": "ray", "num_actors": num_actors}
+    report["run_key"] = key
     write_metrics(report, out_uri, storage_options)
     return report
 

@@ -37,7 +37,7 @@ def fit_model(
             log(f"[fit] {cls}: skipped: {res}")
         else:
             fitted[cls] = res
-            log(f"[fit] {cls}: bank {res.bank.shape[0]}x{res.bank.shape[1]} from {res.n_train} images")
+            log(f"[fit] {cls}: {res.describe()}")
     if not fitted:
         raise ConfigError(f"no class could be fitted: {errors}")
     save_model(out_uri, cfg, fitted, storage_options)

@@ -1,18 +1,23 @@
 """Work units: (Parquet file, row group) pairs of the test split. Pure pyarrow, no Ray.
 
-A unit id is a hash of the file path and row group, so reruns find finished units by name:
-results are written as ``results/class_name=C/part-<unit>.parquet`` plus a small summary
-``_parts/<unit>.json``; both are written atomically, the summary last (it marks the unit done).
+A unit id is a hash of what its results depend on: the file path and row group, the file's
+fingerprint (size + ETag or modification time) and the run key (model files + evaluation
+options). Reruns find finished units by name, and a unit whose input, model or options changed
+gets a new id, so it is evaluated again instead of being reported stale. Results are written as
+``results/class_name=C/part-<unit>.parquet`` plus a small summary ``_parts/<unit>.json``; both
+atomically, the summary last (it marks the unit done).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import pyarrow.dataset as ds
 
 from raydist.data.dataset import open_dataset, partition_filter
+from raydist.storage import filesystem
 
 
 @dataclass(frozen=True)
@@ -21,19 +26,44 @@ class Unit:
     row_group: int
     class_name: str
     n_rows: int
+    fingerprint: str = ""  # of the input file: size + ETag / mtime
+    run_key: str = ""  # of the model files and evaluation options
 
     @property
     def uid(self) -> str:
-        return hashlib.sha1(f"{self.path}#{self.row_group}".encode()).hexdigest()[:16]
+        return hashlib.sha1(f"{self.path}#{self.row_group}#{self.fingerprint}#{self.run_key}".encode()).hexdigest()[:16]
 
 
-def list_units(data_uri: str, classes=None, storage_options=None) -> list[Unit]:
+def file_fingerprint(info: dict) -> str:
+    """Size plus the store's change marker: S3's ETag, else the modification time."""
+    marker = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    return f"{info.get('size')}:{marker}"
+
+
+def run_key(model_uri: str, options: dict, storage_options=None) -> str:
+    """Hash of the model's files (model.json carries the config, THR statistics and file names;
+    sizes and change markers of its .safetensors tensors) and of the evaluation options. Other
+    files in the folder (a local MLflow store, notes) do not count."""
+    from raydist.storage import filesystem, join, read_bytes
+
+    h = hashlib.sha1(read_bytes(join(model_uri, "model.json"), storage_options))
+    fs, root = filesystem(model_uri, storage_options)
+    for f in sorted(fs.find(root, detail=True).items()):
+        if f[0].endswith(".safetensors"):
+            h.update(f"{f[0][len(root):]}={file_fingerprint(f[1])}".encode())
+    h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def list_units(data_uri: str, classes=None, storage_options=None, key: str = "") -> list[Unit]:
     dset = open_dataset(data_uri, storage_options)
+    fs, _ = filesystem(data_uri, storage_options)
     units = []
     for frag in dset.get_fragments(filter=partition_filter(classes, ["test"])):
         keys = ds.get_partition_keys(frag.partition_expression)
+        fp = file_fingerprint(fs.info(frag.path))
         for rg in frag.row_groups:
-            units.append(Unit(frag.path, rg.id, keys["class_name"], rg.num_rows))
+            units.append(Unit(frag.path, rg.id, keys["class_name"], rg.num_rows, fp, key))
     return sorted(units, key=lambda u: (u.class_name, u.path, u.row_group))
 
 
