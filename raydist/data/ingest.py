@@ -77,19 +77,22 @@ def _inside(root: Path, p: Path) -> Path:
 
 
 def find_mvtec_ad(src: Path) -> Iterator[Candidate]:
+    root = src.resolve()
     for cdir in _class_dirs(src, "train"):
         cls = cdir.name
         for split in ("train", "test"):
             for ddir in sorted(p for p in (cdir / split).iterdir() if p.is_dir()):
-                for img in _images(ddir):
+                for img in _images(_inside(root, ddir)):
+                    img = _inside(root, img)
                     mask = None
                     if ddir.name != "good":
                         mask = cdir / "ground_truth" / ddir.name / f"{img.stem}_mask.png"
-                        mask = mask if mask.exists() else None
+                        mask = _inside(root, mask) if mask.exists() else None
                     yield Candidate(f"{cls}/{split}/{ddir.name}/{img.stem}", cls, split, ddir.name, img, mask)
 
 
 def find_mvtec_3d(src: Path) -> Iterator[Candidate]:
+    root = src.resolve()
     split_names = {"train": "train", "validation": "val", "test": "test"}
     for cdir in _class_dirs(src, "train"):
         cls = cdir.name
@@ -97,7 +100,8 @@ def find_mvtec_3d(src: Path) -> Iterator[Candidate]:
             if not (cdir / folder).is_dir():
                 continue
             for ddir in sorted(p for p in (cdir / folder).iterdir() if p.is_dir()):
-                for img in _images(ddir / "rgb"):
+                for img in _images(_inside(root, ddir / "rgb") if (ddir / "rgb").exists() else ddir / "rgb"):
+                    img = _inside(root, img)
                     gt = ddir / "gt" / f"{img.stem}.png"
                     xyz = ddir / "xyz" / f"{img.stem}.tiff"
                     yield Candidate(
@@ -106,8 +110,8 @@ def find_mvtec_3d(src: Path) -> Iterator[Candidate]:
                         split,
                         ddir.name,
                         img,
-                        gt if gt.exists() else None,
-                        xyz if xyz.exists() else None,
+                        _inside(root, gt) if gt.exists() else None,
+                        _inside(root, xyz) if xyz.exists() else None,
                     )
 
 

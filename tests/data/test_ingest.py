@@ -195,3 +195,34 @@ def test_ingest_real_kolektorsdd(tmp_path):
     assert s["test"]["anomalous"] == 52 and s["val"]["anomalous"] == 0
     r = next(r for r in read_table(str(tmp_path / "ds"), splits=["test"]).to_pylist() if r["label"] == 1)
     assert r["height"] > 2 * r["width"]  # ~630 x 250: not squashed to a square
+
+
+@pytest.mark.parametrize("fmt", ["mvtec-ad", "mvtec-3d", "kolektorsdd"])
+def test_every_format_refuses_symlink_escapes(tmp_path, fmt):
+    """A file symlink and a directory symlink pointing outside the source root are refused."""
+    outside = tmp_path / "outside"
+    save_png(outside / "secret.png", rgb(1))
+    src = tmp_path / "src"
+    if fmt == "mvtec-ad":
+        build_mvtec_ad(src)
+        (src / "bottle" / "train" / "good" / "evil.png").symlink_to(outside / "secret.png")
+        (src / "screw" / "test" / "linked").symlink_to(outside, target_is_directory=True)
+    elif fmt == "mvtec-3d":
+        build_mvtec_3d(src, with_xyz=False)
+        (src / "gland" / "train" / "good" / "rgb" / "evil.png").symlink_to(outside / "secret.png")
+    else:
+        build_kolektor(src, n_items=2)
+        (src / "kos01" / "Part9.jpg").symlink_to(outside / "secret.png")
+    with pytest.raises(PermissionError, match="outside the source root"):
+        ingest(src, str(tmp_path / "ds"), fmt)
+    assert not (tmp_path / "ds").exists()  # refused before anything was written
+
+
+def test_directory_symlink_escape_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    save_png(outside / "000.png", rgb(1))
+    src = tmp_path / "src"
+    build_mvtec_ad(src)
+    (src / "screw" / "test" / "linked").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(PermissionError, match="outside the source root"):
+        ingest(src, str(tmp_path / "ds"), "mvtec-ad")
