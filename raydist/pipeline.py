@@ -472,6 +472,10 @@ def evaluate(
     errors: dict[str, int] = {}
     timings = {"score_s": 0.0, "segment_s": 0.0}
     n = 0
+    from raydist.distributed.units import list_units  # pure pyarrow: row counts from file metadata
+    from raydist.progress import Progress
+
+    progress = Progress(0, sum(u.n_rows for u in list_units(data_uri, opts.classes, storage_options)))
     t_start = time.perf_counter()
     for batch in iter_batches(data_uri, opts.classes, ["test"], INPUT_COLUMNS, opts.batch_size, storage_options):
         rows = batch.to_pylist()
@@ -493,7 +497,7 @@ def evaluate(
         timings["segment_s"] += time.perf_counter() - t1
         write_results(out_rows, out_uri, storage_options)
         n += len(rows)
-        log(f"[evaluate] {n} images")
+        log(f"[evaluate] {progress.step(len(rows), units=0)}")
     report = finish_report(records, errors, opts.segment)
     align = alignment_block(variant_images)
     if align is not None:

@@ -40,6 +40,7 @@ from raydist.pipeline import (
     segment_scored,
     write_metrics,
 )
+from raydist.progress import Progress
 from raydist.segment.ttt4as import TTT4AS
 from raydist.storage import filesystem, join, read_bytes, write_bytes
 
@@ -222,6 +223,7 @@ def evaluate(
             fs.rm(parts, recursive=True)
         todo = units
     log(f"[ray] {len(units)} units ({sum(u.n_rows for u in units)} images), {len(todo)} to do")
+    progress = Progress(len(todo), sum(u.n_rows for u in todo))
     bins = bins_reference(meta)
     n_rows = 0
     if todo:
@@ -251,7 +253,7 @@ def evaluate(
                     pending_seg.remove(ref)
                     res = ray.get(ref)
                     n_rows += res["n_rows"]
-                    log(f"[ray] unit {res['unit']}: {res['n_rows']} images, {res['n_errors']} errors")
+                    log(f"[ray] unit {res['unit']}: {res['n_rows']} images, {res['n_errors']} errors; {progress.step(res['n_rows'])}")
         for a in actors:
             ray.kill(a)
     binarisers = [b for b in BINARISERS if b in opts.segment]
