@@ -17,7 +17,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from raydist.data.ingest import ingest  # noqa: E402
 from raydist.data.synth import SynthConfig, write_synth  # noqa: E402
-from raydist.fidelity import parse_sweep, score_metrics, score_split, thr_block, ttt4as_block  # noqa: E402
+from raydist.fidelity import (  # noqa: E402
+    mebin_block,
+    parse_sweep,
+    score_metrics,
+    score_split,
+    thr_block,
+    ttt4as_block,
+)
 from raydist.model_store import ModelConfig  # noqa: E402
 from raydist.pipeline import fit_model  # noqa: E402
 from raydist.segment.ttt4as import TTT4AS  # noqa: E402
@@ -77,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
               f"I-AUROC {sm['i_auroc']:.3f} P-AUROC {sm['p_auroc']:.3f} AUPRO@30 {sm['aupro_30']:.3f}; scoring {split.score_ms:.1f} ms/img")  # fmt: skip
         print(f"{'binariser':<58} " + " ".join(f"{c:>9}" for c in COLS) + f" {'ms/img':>7} {'share':>7}")
         print(row("THR (mu + 3 sigma)", thr_block(split)))
+        print(row("MEBin (per image, AnomalyNCD defaults)", mebin_block(split)))
         print(row("TTT4AS defaults", ttt4as_block(split, {})))
         for over in grid:
             label = " ".join(f"{k}={v}" for k, v in over.items() if default.get(k) != v) or "(= defaults)"

@@ -21,6 +21,7 @@ from raydist.metrics.binary import confusion, prf_from_counts
 from raydist.metrics.image import i_auroc
 from raydist.metrics.pixel import p_auroc
 from raydist.pipeline import INPUT_COLUMNS, Scored, make_scorer
+from raydist.segment.mebin import MEBin
 from raydist.segment.ttt4as import TTT4AS
 
 
@@ -88,6 +89,18 @@ def binary_block(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray]) -> dict
 def thr_block(split: ScoredSplit) -> dict[str, float]:
     an = split.anomalous
     return binary_block([s.gt for s in an], [s.thr_mask for s in an])
+
+
+def mebin_block(split: ScoredSplit, params: dict[str, Any] | None = None) -> dict[str, float]:
+    """MEBin (per image) on every anomalous image of the split, with its time per image."""
+    mb = MEBin(**(params or {}))
+    an = split.anomalous
+    t = time.perf_counter()
+    preds = [mb.predict(s.score_map)[0] for s in an]
+    out = binary_block([s.gt for s in an], preds)
+    out["ms"] = 1000 * (time.perf_counter() - t) / max(len(an), 1)
+    out["share"] = out["ms"] / split.score_ms
+    return out
 
 
 def ttt4as_block(split: ScoredSplit, params: dict[str, Any]) -> dict[str, float]:

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from raydist.errors import ConfigError
+from raydist.segment.mebin import MEBin
+
+
+def blobs(centres, shape=(128, 128), sigma=5.0, heights=None, noise=0.02, seed=0):
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    m = np.random.default_rng(seed).random(shape) * noise
+    for k, (cy, cx) in enumerate(centres):
+        h = 1.0 if heights is None else heights[k]
+        m += h * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
+    return m
+
+
+@pytest.mark.parametrize("centres", [[(64, 64)], [(30, 30), (30, 96), (96, 64)]])
+def test_components_match_the_blobs(centres):
+    mask, info = MEBin().predict(blobs(centres, heights=[1.0, 0.9, 0.8][: len(centres)]))
+    assert info["status"] == "ok" and info["components"] == len(centres)
+    lab, n = ndimage.label(mask)
+    assert n == len(centres)
+    for cy, cx in centres:  # each blob's centre is inside a component
+        assert mask[cy, cx]
+
+
+def test_no_blob_gives_no_stable_component():
+    mask, info = MEBin().predict(np.zeros((64, 64)))
+    assert info["status"] == "degenerate" and not mask.any()
+    mask, info = MEBin().predict(np.full((64, 64), np.nan))
+    assert info["status"] == "degenerate" and not mask.any()
+
+
+def test_mask_depends_on_the_image_alone_and_not_on_score_units():
+    """The sweep range is the image's own [median, max]: any affine rescaling of a map (another
+    detector's units, a CADA alignment) gives the same mask."""
+    a = blobs([(40, 40), (90, 90)], heights=[1.0, 0.7])
+    ref, info = MEBin().predict(a)
+    assert info["components"] == 2
+    for scaled in (a * 37.0 + 5.0, a * 0.01 - 3.0):
+        assert np.array_equal(MEBin().predict(scaled)[0], ref)
+
+
+def test_invalid_parameters():
+    with pytest.raises(ConfigError):
+        MEBin(sample_rate=0)
