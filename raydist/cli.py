@@ -63,7 +63,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model URI written by `raydist fit`")
     p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
     p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
-    p.add_argument("--segment", default="thr,ttt4as", help="binarisers, comma-separated: thr,ttt4as")
+    p.add_argument("--segment", default="thr,ttt4as", help="binarisers, comma-separated: thr,ttt4as,mebin")
     p.add_argument("--align", choices=["none", "cada", "class"], default=None, help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-pixels", type=int, default=64_000_000, help="images larger than this are refused (decompression-bomb guard)")
@@ -188,7 +188,9 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
 def print_table(report: dict) -> None:
     """Per-class THR vs TTT4AS table, the summary users read first."""
     cols = ["i_auroc", "p_auroc", "aupro_30"]
-    bins = [b for b in ("thr", "ttt4as") if b in report["mean"]]
+    from raydist.metrics.report import BINARISERS
+
+    bins = [b for b in BINARISERS if b in report["mean"]]
     head = f"{'class':<16}" + "".join(f"{c:>10}" for c in cols) + "".join(f"{'F1 ' + b:>12}" for b in bins) + f"{'errors':>8}"
     print(head)
     print("-" * len(head))

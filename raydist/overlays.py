@@ -59,7 +59,7 @@ def render_gallery(data_uri: str, results_uri: str, model_cfg: dict, per_class: 
 
     full = open_dataset(results_dir(results_uri), storage_options, partition_schema=_class_partition()).to_table(filter=pc.field("image_id").isin(list(ids))).to_pylist()
     src = {r["image_id"]: r for r in read_table(data_uri, classes=sorted({r["class_name"] for r in chosen}), splits=["test"], columns=["image_id", "image", "mask", "label"], storage_options=storage_options).to_pylist() if r["image_id"] in ids}
-    prep = Preprocess(resize=model_cfg.get("resize", 256), crop=model_cfg.get("crop", 224))
+    prep = Preprocess(resize=model_cfg.get("resize", 256), crop=model_cfg.get("crop", 224), aspect=model_cfg.get("aspect", 1.0))
     out = {}
     for r in sorted(full, key=lambda r: r["image_id"]):
         s = src.get(r["image_id"])
@@ -68,6 +68,8 @@ def render_gallery(data_uri: str, results_uri: str, model_cfg: dict, per_class: 
         rgb = decode_image(s["image"], r["image_id"])
         gt = decode_mask(s["mask"], r["image_id"], rgb.shape[:2], label=s["label"])
         masks = {"thr": _png(r["mask_thr"]), "ttt4as": _png(r["mask_ttt4as"])}
+        if r.get("mask_mebin") is not None:
+            masks["mebin"] = _png(r["mask_mebin"])
         name = r["image_id"].replace("/", "__") + ".png"
         out[name] = overlay_png(r["image_id"], prep.image(rgb), decode_npy(r["score_map"], r["image_id"]).astype(np.float32), prep.mask(gt), masks)
     return out

@@ -27,15 +27,15 @@ from raydist.data.decode import (
 from raydist.errors import ConfigError, DuplicateImageIdError, InvalidPointCloudError, RowError
 from raydist.features.backbones import Backbone
 from raydist.features.preprocess import Preprocess
-from raydist.metrics.report import EvalRecord, build_report, to_jsonable
+from raydist.metrics.report import BINARISERS, EvalRecord, build_report, to_jsonable
 from raydist.model_store import ClassModel, ModelConfig, load_class, load_meta, save_model
 from raydist.scoring.patchcore import PatchCore
+from raydist.segment.mebin import MEBin
 from raydist.segment.threshold import Threshold
 from raydist.segment.ttt4as import TTT4AS
 from raydist.storage import filesystem, join, write_bytes
 
 INPUT_COLUMNS = ["image_id", "class_name", "split", "label", "defect_type", "image", "mask", "xyz", "height", "width"]
-BINARISERS = ("thr", "ttt4as")
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -50,6 +50,7 @@ RESULT_SCHEMA = pa.schema(
         ("ttt4as_status", pa.string()),
         ("ttt4as_reason", pa.string()),
         ("error", pa.string()),
+        ("mask_mebin", pa.binary()),  # PNG 0/255, when --segment has mebin
     ]
 )
 
@@ -323,18 +324,26 @@ class Scorer:
         return out
 
 
-def segment_scored(s: Scored, ttt4as: TTT4AS | None) -> tuple[np.ndarray | None, dict]:
-    """TTT4AS mask of one scored image (None when TTT4AS is off or the row already failed)."""
-    if ttt4as is None or s.error is not None:
-        return None, {}
-    try:
-        return ttt4as.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_mask)
-    except Exception as e:  # a per-image SVM failure must not kill the batch
-        return None, {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+def segment_scored(s: Scored, ttt4as: TTT4AS | None, mebin: MEBin | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """The per-image binarisers' masks of one scored image ({} when the row already failed) and
+    TTT4AS's info. THR's mask is made at scoring time (it needs only the class statistics)."""
+    if s.error is not None:
+        return {}, {}
+    masks: dict[str, np.ndarray] = {}
+    info: dict = {}
+    if ttt4as is not None:
+        try:
+            masks["ttt4as"], info = ttt4as.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_mask)
+        except Exception as e:  # a per-image SVM failure must not kill the batch
+            info = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+    if mebin is not None:
+        masks["mebin"] = mebin.predict(s.score_map)[0]
+    return masks, info
 
 
-def result_row(s: Scored, ttt_mask: np.ndarray | None, info: dict) -> dict[str, Any]:
+def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict) -> dict[str, Any]:
     ok = s.error is None
+    ttt_mask, mebin_mask = masks.get("ttt4as"), masks.get("mebin")
     return {
         "image_id": s.image_id,
         "class_name": s.class_name,
@@ -347,16 +356,14 @@ def result_row(s: Scored, ttt_mask: np.ndarray | None, info: dict) -> dict[str, 
         "ttt4as_status": info.get("status"),
         "ttt4as_reason": info.get("reason"),
         "error": s.error,
+        "mask_mebin": encode_png(mebin_mask) if mebin_mask is not None else None,
     }
 
 
-def eval_record(s: Scored, ttt_mask: np.ndarray | None) -> EvalRecord | None:
+def eval_record(s: Scored, masks: dict[str, np.ndarray]) -> EvalRecord | None:
     if s.error is not None:
         return None
-    masks = {"thr": s.thr_mask}
-    if ttt_mask is not None:
-        masks["ttt4as"] = ttt_mask
-    return EvalRecord(s.class_name, s.label, s.image_score, s.score_map.astype(np.float16), s.gt, masks)
+    return EvalRecord(s.class_name, s.label, s.image_score, s.score_map.astype(np.float16), s.gt, {"thr": s.thr_mask, **masks})
 
 
 def check_duplicate(image_id: str, duplicates: dict[str, int]) -> None:
@@ -400,7 +407,7 @@ def alignment_block(images: list[dict]) -> dict[str, Any] | None:
 
 @dataclass
 class EvalOptions:
-    segment: tuple[str, ...] = BINARISERS
+    segment: tuple[str, ...] = ("thr", "ttt4as")  # mebin on request: it is a baseline
     ttt4as: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
     classes: tuple[str, ...] | None = None
@@ -409,6 +416,9 @@ class EvalOptions:
 
     def make_ttt4as(self) -> TTT4AS | None:
         return TTT4AS(**self.ttt4as) if "ttt4as" in self.segment else None
+
+    def make_mebin(self) -> MEBin | None:
+        return MEBin() if "mebin" in self.segment else None
 
 
 def results_uri(out_uri: str) -> str:
@@ -461,7 +471,7 @@ def evaluate(
     unknown = set(opts.segment) - set(BINARISERS)
     if unknown:
         raise ConfigError(f"unknown binariser(s) {sorted(unknown)}; choose from {BINARISERS}")
-    ttt4as = opts.make_ttt4as()
+    ttt4as, mebin = opts.make_ttt4as(), opts.make_mebin()
     from raydist.data.dataset import duplicate_ids
 
     dups = duplicate_ids(data_uri, opts.classes, ["test"], storage_options)
@@ -484,9 +494,9 @@ def evaluate(
         t1 = time.perf_counter()
         out_rows = []
         for s in scored:
-            mask, info = segment_scored(s, ttt4as)
-            out_rows.append(result_row(s, mask, info))
-            rec = eval_record(s, mask)
+            masks, info = segment_scored(s, ttt4as, mebin)
+            out_rows.append(result_row(s, masks, info))
+            rec = eval_record(s, masks)
             if s.variant_scores:
                 variant_images.append({"label": s.label, "class_name": s.class_name, "variant_scores": s.variant_scores})
             if rec is None:

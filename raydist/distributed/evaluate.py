@@ -41,6 +41,7 @@ from raydist.pipeline import (
     write_metrics,
 )
 from raydist.progress import Progress
+from raydist.segment.mebin import MEBin
 from raydist.segment.ttt4as import TTT4AS
 from raydist.storage import filesystem, join, read_bytes, write_bytes
 
@@ -124,11 +125,12 @@ def segment_unit(
     # Ray sets OMP_NUM_THREADS to this task's CPUs; a reused worker's torch pool may still be larger
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     ttt4as = TTT4AS(**ttt4as_params) if ttt4as_params is not None else None
+    mebin = MEBin() if "mebin" in segment else None
     rows, images = [], []
     aggs: dict[str, PixelAggregate] = {}
     for s in scored:
-        mask, info = segment_scored(s, ttt4as)
-        rows.append(result_row(s, mask, info))
+        masks, info = segment_scored(s, ttt4as, mebin)
+        rows.append(result_row(s, masks, info))
         im = {"image_id": s.image_id, "class_name": s.class_name, "label": s.label, "error": s.error, "image_score": s.image_score, "counts": {}}
         if s.variant_scores:
             im["variant_scores"] = s.variant_scores
@@ -137,8 +139,8 @@ def segment_unit(
             agg.add(s.gt, s.score_map)
             if "thr" in segment:
                 im["counts"]["thr"] = confusion(s.gt, s.thr_mask)
-            if mask is not None:
-                im["counts"]["ttt4as"] = confusion(s.gt, mask)
+            for b, m in masks.items():
+                im["counts"][b] = confusion(s.gt, m)
         images.append(im)
     table = pa.Table.from_pylist(rows, schema=RESULT_SCHEMA).drop_columns(["class_name"])
     buf = io.BytesIO()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from raydist import __version__
+from raydist.metrics.report import BINARISERS
 
 _SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 BINARY_KEYS = ("precision", "recall", "f1", "f1_pooled")
@@ -50,7 +51,7 @@ def metric_items(report: dict[str, Any]) -> dict[str, float]:
         for k in SCORE_KEYS:
             if m.get(k) is not None:
                 out[f"{k}/{scope}"] = float(m[k])
-        for b in ("thr", "ttt4as"):
+        for b in BINARISERS:
             for k in BINARY_KEYS:
                 if isinstance(m.get(b), dict) and m[b].get(k) is not None:
                     out[f"{k}_{b}/{scope}"] = float(m[b][k])
@@ -67,11 +68,11 @@ def metric_items(report: dict[str, Any]) -> dict[str, float]:
 def class_table_csv(report: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    cols = list(SCORE_KEYS) + [f"{k}_{b}" for b in ("thr", "ttt4as") for k in BINARY_KEYS]
+    cols = list(SCORE_KEYS) + [f"{k}_{b}" for b in BINARISERS for k in BINARY_KEYS]
     w.writerow(["class", *cols])
     for name, m in [*report["classes"].items(), ("MEAN", report["mean"]), ("POOLED", report["pooled"])]:
         row = [m.get(k) for k in SCORE_KEYS]
-        row += [(m.get(b) or {}).get(k) for b in ("thr", "ttt4as") for k in BINARY_KEYS]
+        row += [(m.get(b) or {}).get(k) for b in BINARISERS for k in BINARY_KEYS]
         w.writerow([name, *row])
     return buf.getvalue()
 

@@ -45,3 +45,27 @@ def test_mask_depends_on_the_image_alone_and_not_on_score_units():
 def test_invalid_parameters():
     with pytest.raises(ConfigError):
         MEBin(sample_rate=0)
+
+
+def test_mebin_through_evaluate_local_and_ray(synth_uri, wrn_model_uri, tmp_path):
+    """`--segment thr,ttt4as,mebin`: a mask_mebin column and a mebin block in metrics.json, the
+    same on the local and the Ray executor."""
+    import json
+
+    from raydist.cli import main
+    from raydist.data.dataset import read_table
+
+    base = ["--data", synth_uri, "--model", wrn_model_uri, "--segment", "thr,ttt4as,mebin", "--no-tracking"]
+    assert main(["evaluate", *base, "--out", str(tmp_path / "local")]) == 0
+    import ray
+
+    try:
+        assert main(["evaluate", *base, "--out", str(tmp_path / "ray"), "--executor", "ray", "--num-cpus", "2"]) == 0
+    finally:
+        ray.shutdown()  # the embedded Ray this test started
+    reps = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("local", "ray")]
+    for rep in reps:
+        assert set(rep["mean"]["mebin"]) == {"precision", "recall", "f1", "f1_pooled"}
+    assert reps[0]["pooled"]["mebin"]["f1"] == pytest.approx(reps[1]["pooled"]["mebin"]["f1"], abs=1e-9)
+    rows = read_table(str(tmp_path / "ray" / "results"), columns=["mask_mebin", "error"]).to_pylist()
+    assert len(rows) == 30 and all(r["mask_mebin"] for r in rows if r["error"] is None)
