@@ -79,7 +79,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--neighbourhood", choices=pl.NEIGHBOURHOODS, default=pl.NEIGHBOURHOOD,
                    help="disk: every pixel within --radius of a peak; grow: pixels connected to the peak above --grow-level")
     g.add_argument("--grow-level", type=float, default=pl.GROW_LEVEL,
-                   help="grow: keep pixels >= percentile value + level * (peak - percentile value)")
+                   help="grow: keep pixels >= median + level * (peak - median)")
     g.add_argument("--erode", type=float, default=pl.ERODE, help="grow: drop region pixels within this distance of its border (px)")
     g.add_argument("--positive-stride", type=int, default=pl.POSITIVE_STRIDE, help="hard positives kept on a lattice of this step")
     g.add_argument("--nominal-stride", type=int, default=pl.NOMINAL_STRIDE)

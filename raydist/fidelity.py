@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,32 +91,30 @@ def thr_block(split: ScoredSplit) -> dict[str, float]:
     return binary_block([s.gt for s in an], [s.thr_mask for s in an])
 
 
+def _timed_block(split: ScoredSplit, binarise: Callable[[Scored], np.ndarray]) -> dict[str, float]:
+    """``binarise`` on every anomalous image of the split: metrics plus its time per image."""
+    an = split.anomalous
+    preds, spent = [], 0.0
+    for s in an:
+        t = time.perf_counter()
+        preds.append(binarise(s))
+        spent += time.perf_counter() - t
+    out = binary_block([s.gt for s in an], preds)
+    out["ms"] = 1000 * spent / max(len(an), 1)
+    out["share"] = out["ms"] / split.score_ms
+    return out
+
+
 def mebin_block(split: ScoredSplit, params: dict[str, Any] | None = None) -> dict[str, float]:
     """MEBin (per image) on every anomalous image of the split, with its time per image."""
     mb = MEBin(**(params or {}))
-    an = split.anomalous
-    t = time.perf_counter()
-    preds = [mb.predict(s.score_map)[0] for s in an]
-    out = binary_block([s.gt for s in an], preds)
-    out["ms"] = 1000 * (time.perf_counter() - t) / max(len(an), 1)
-    out["share"] = out["ms"] / split.score_ms
-    return out
+    return _timed_block(split, lambda s: mb.predict(s.score_map)[0])
 
 
 def ttt4as_block(split: ScoredSplit, params: dict[str, Any]) -> dict[str, float]:
     """TTT4AS with ``params`` on every anomalous image of the split, with its time per image."""
     tt = TTT4AS(**params)
-    an = split.anomalous
-    preds, spent = [], 0.0
-    for s in an:
-        t = time.perf_counter()
-        mask, _ = tt.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_mask)
-        spent += time.perf_counter() - t
-        preds.append(mask)
-    out = binary_block([s.gt for s in an], preds)
-    out["ms"] = 1000 * spent / max(len(an), 1)
-    out["share"] = out["ms"] / split.score_ms
-    return out
+    return _timed_block(split, lambda s: tt.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_mask)[0])
 
 
 def parse_sweep(items: Iterable[str]) -> list[dict[str, Any]]:

@@ -481,11 +481,10 @@ def evaluate(
     records: list[EvalRecord] = []
     errors: dict[str, int] = {}
     timings = {"score_s": 0.0, "segment_s": 0.0}
-    n = 0
-    from raydist.distributed.units import list_units  # pure pyarrow: row counts from file metadata
+    from raydist.data.dataset import count_rows
     from raydist.progress import Progress
 
-    progress = Progress(0, sum(u.n_rows for u in list_units(data_uri, opts.classes, storage_options)))
+    progress = Progress(0, count_rows(data_uri, opts.classes, ["test"], storage_options))
     t_start = time.perf_counter()
     for batch in iter_batches(data_uri, opts.classes, ["test"], INPUT_COLUMNS, opts.batch_size, storage_options):
         rows = batch.to_pylist()
@@ -506,14 +505,13 @@ def evaluate(
         timings["score_s"] += t1 - t0
         timings["segment_s"] += time.perf_counter() - t1
         write_results(out_rows, out_uri, storage_options)
-        n += len(rows)
         log(f"[evaluate] {progress.step(len(rows), units=0)}")
     report = finish_report(records, errors, opts.segment)
     align = alignment_block(variant_images)
     if align is not None:
         report["alignment"] = to_jsonable(align)
     report["duplicates"] = dups
-    report["timing"] = {**timings, "total_s": time.perf_counter() - t_start, "images_per_s": n / max(time.perf_counter() - t_start, 1e-9)}
+    report["timing"] = {**timings, "total_s": time.perf_counter() - t_start, "images_per_s": progress.images / max(time.perf_counter() - t_start, 1e-9)}
     report["config"] = {
         "model": asdict(scorer.cfg), "ttt4as": ttt4as.get_params() if ttt4as else None, "segment": list(opts.segment),
         "align": getattr(scorer, "align", None),

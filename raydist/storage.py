@@ -75,11 +75,11 @@ def write_bytes(uri: str, data: bytes, storage_options: dict[str, Any] | None = 
     ``.``: dataset readers (pyarrow's and ours) skip such names, so a crash between write and
     move leaves nothing that reads as results. (On S3 one PUT is already atomic.)"""
     fs, path = filesystem(uri, storage_options)
-    parent = posixpath.dirname(path) if is_remote(uri) else os.path.dirname(path)
+    paths = posixpath if is_remote(uri) else os.path
+    parent, base = paths.split(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    head, base = (posixpath.split(path) if is_remote(uri) else os.path.split(path))
-    tmp = (posixpath.join if is_remote(uri) else os.path.join)(head, f".{base}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = paths.join(parent, f".{base}.tmp-{uuid.uuid4().hex[:8]}")
     with fs.open(tmp, "wb") as f:
         f.write(data)
     fs.mv(tmp, path)

@@ -108,6 +108,11 @@ def iter_batches(
     )
 
 
+def count_rows(uri: str, classes: Iterable[str] | None = None, splits: Iterable[str] | None = None, storage_options=None) -> int:
+    """Rows of the selected partitions, from the Parquet footers (no column is read)."""
+    return open_dataset(uri, storage_options).count_rows(filter=partition_filter(classes, splits))
+
+
 def list_partitions(uri: str, storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """Sorted ``(class_name, split)`` pairs present in the dataset (read from the paths only)."""
     dset = open_dataset(uri, storage_options)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pyarrow.dataset as ds
 
 from raydist.data.dataset import open_dataset, partition_filter
-from raydist.storage import filesystem
+from raydist.storage import filesystem, join, read_bytes
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ def run_key(model_uri: str, options: dict, storage_options=None) -> str:
     """Hash of the model's files (model.json carries the config, THR statistics and file names;
     sizes and change markers of its .safetensors tensors) and of the evaluation options. Other
     files in the folder (a local MLflow store, notes) do not count."""
-    from raydist.storage import filesystem, join, read_bytes
-
     h = hashlib.sha1(read_bytes(join(model_uri, "model.json"), storage_options))
     fs, root = filesystem(model_uri, storage_options)
     for f in sorted(fs.find(root, detail=True).items()):

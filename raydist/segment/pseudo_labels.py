@@ -133,11 +133,11 @@ def pseudo_labels(
     peaks = local_max & (s > level)
     if not peaks.any():
         return PseudoLabels(empty, empty, empty, f"no local maximum above the {percentile:g}th percentile (flat map)")
+    med = float(np.median(s)) if peak_level > 0 or neighbourhood == "grow" else 0.0  # the background level
     if peak_level > 0:
-        med = float(np.median(s))
         peaks &= s >= med + peak_level * (float(s[peaks].max()) - med)
     if neighbourhood == "grow":
-        pos = grown_neighbourhood(s, np.argwhere(peaks), float(np.median(s)), radius, grow_level, erode)
+        pos = grown_neighbourhood(s, np.argwhere(peaks), med, radius, grow_level, erode)
     else:
         # "within r of a True pixel" via the exact Euclidean distance transform: the same set as a
         # dilation by disk(r), at O(H*W) cost whatever the radius
