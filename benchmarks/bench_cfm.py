@@ -11,7 +11,7 @@ import time
 
 from raydist.data.dataset import read_table
 from raydist.data.synth import SynthConfig, write_synth
-from raydist.model_store import ModelConfig
+from raydist.config import ModelConfig
 from raydist.pipeline import INPUT_COLUMNS, Scorer, fit_model
 
 

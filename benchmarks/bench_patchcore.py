@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from raydist.features.backbones import Backbone
-from raydist.scoring.coreset import greedy_coreset
-from raydist.scoring.knn import nearest_distances
-from raydist.scoring.patchcore import PatchCore, upsample_map
+from raydist.methods.patchcore.coreset import greedy_coreset
+from raydist.methods.patchcore.knn import nearest_distances
+from raydist.methods.patchcore.patchcore import PatchCore, upsample_map
 
 
 def naive_greedy(x: torch.Tensor, k: int) -> np.ndarray:

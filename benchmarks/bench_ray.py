@@ -18,13 +18,14 @@ import time
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402
+from raydist.config import EvalConfig  # noqa: E402
+from raydist.engine.fit import fit as fit_model  # noqa: E402
 
 from raydist.data.dataset import rows_to_table, write_table  # noqa: E402
 from raydist.data.synth import SynthConfig, generate_rows  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
-from raydist.distributed.units import list_units  # noqa: E402
-from raydist.model_store import ModelConfig, load_meta  # noqa: E402
-from raydist.pipeline import EvalOptions, fit_model  # noqa: E402
+from raydist.engine.units import list_units  # noqa: E402
+from raydist.config import ModelConfig, load_meta  # noqa: E402
 
 
 def main() -> None:
@@ -40,7 +41,7 @@ def main() -> None:
     fit_model(data, model, ModelConfig(resize=a.size, crop=a.size))
     dist.init(num_cpus=2)
     t = time.perf_counter()
-    rep = dist.evaluate(data, model, f"{tmp}/res", EvalOptions(), log=lambda _: None)
+    rep = dist.evaluate(data, model, f"{tmp}/res", EvalConfig(), log=lambda _: None)
     e2e = time.perf_counter() - t
     n = rep["pooled"]["n_images"]
     print(f"evaluate end to end: {n} images in {e2e:.1f}s = {n / e2e:.2f} img/s (1 scoring actor + SVM tasks, 2 CPUs, EfficientNet-Lite0)")
@@ -51,7 +52,7 @@ def main() -> None:
     ray.wait(scored, num_returns=len(scored))
     ray.kill(actor)  # its worker process would otherwise count against the 2-worker pool
     per_image = sum(len(pickle.dumps(ray.get(r))) for r in scored) / n
-    params = EvalOptions().make_ttt4as().get_params()
+    params = EvalConfig().make_ttt4as().get_params()
     bins = dist.bins_reference(load_meta(model))
     times = {}
     # num_cpus=2 per task -> one at a time; 1 -> two at a time. The untimed 1-CPU round right before

@@ -25,8 +25,8 @@ from raydist.fidelity import (  # noqa: E402
     thr_block,
     ttt4as_block,
 )
-from raydist.model_store import ModelConfig  # noqa: E402
-from raydist.pipeline import fit_model  # noqa: E402
+from raydist.config import ModelConfig  # noqa: E402
+from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.segment.ttt4as import TTT4AS  # noqa: E402
 
 # category -> (source folder under the data root, ingest format, model config overrides)

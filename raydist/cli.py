@@ -7,6 +7,7 @@ same flags as ``raydist evaluate``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -17,80 +18,113 @@ from raydist.data.ingest import FORMATS, KOLEKTOR_TRAIN_SHARE
 from raydist.errors import ConfigError
 
 
-def _add_fit_args(p: argparse.ArgumentParser) -> None:
+def _field_type(f: dataclasses.Field) -> type:
+    t = str(f.type)
+    return int if t.startswith("int") else float if t.startswith("float") else str
+
+
+def add_config_args(p: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per config field, its help and default read from the field: a default lives in the
+    config only (flags the user does not give are not passed, so the dataclass fills them in)."""
     from raydist.features.backbones import BACKBONES
 
+    groups: dict[str | None, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        owner = f.metadata.get("method")
+        if owner not in groups:
+            groups[owner] = p.add_argument_group(f"{owner} only" if owner else "model")
+        choices = sorted(BACKBONES) if f.name == "backbone" else f.metadata.get("choices")
+        groups[owner].add_argument(
+            "--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=_field_type(f), choices=choices, default=argparse.SUPPRESS,
+            help=f"{f.metadata['help']} (default: {f.default})",
+        )  # fmt: skip
+
+
+def model_config(a: argparse.Namespace):
+    """The validated :class:`~raydist.config.ModelConfig` of the flags given (``--unified`` = ``--method unified``)."""
+    from raydist.config import ModelConfig
+
+    given = {k[4:]: v for k, v in vars(a).items() if k.startswith("cfg_")}
+    if a.unified:
+        if given.get("method", "unified") != "unified":
+            raise ConfigError(f"--unified is --method unified; it cannot be combined with --method {given['method']}")
+        given["method"] = "unified"
+    return ModelConfig(**given)
+
+
+def _add_fit_args(p: argparse.ArgumentParser) -> None:
+    from raydist.config import ModelConfig
+
     p.add_argument("--data", required=True, help="dataset URI (local folder or s3://bucket/prefix)")
-    p.add_argument("--out", required=True, help="model URI to write (local folder or s3://)")
+    p.add_argument("--out", required=True, help="model URI to write (local folder or s3://); a rerun fits only missing or changed classes")
     p.add_argument("--class", dest="classes", action="append", help="fit only this class (repeatable); default: all")
-    p.add_argument("--backbone", default="efficientnet_lite0", choices=sorted(BACKBONES))
-    p.add_argument("--weights", default=None, help="'none' (random), 'packaged' (EfficientNet-Lite0), or a local file; default per backbone")
-    p.add_argument("--block", type=int, default=None, help="ViT block whose tokens are used (default: last)")
-    p.add_argument("--proj-dim", type=int, default=None, help="average-pool features to this many channels")
-    p.add_argument("--resize", type=int, default=256, help="resize side before the center crop (256, MVTec AD practice)")
-    p.add_argument("--crop", type=int, default=224, help="center-crop side; equal to --resize means no crop (MVTec 3D-AD practice)")
-    p.add_argument("--aspect", type=float, default=1.0,
-                   help="height/width of the processed image: sides are resize*aspect x resize, then cropped alike "
-                        "(e.g. 2.5 for KolektorSDD's ~630x250 images, so thin cracks are not squashed)")
-    p.add_argument("--coreset-ratio", type=float, default=0.1)
-    p.add_argument("--coreset-proj-dim", type=int, default=256)
-    p.add_argument("--sigma", type=float, default=4.0, help="Gaussian smoothing of score maps, pixels")
-    p.add_argument("--image-score", choices=["max", "top1"], default="max")
-    p.add_argument("--thr-k", type=float, default=3.0, help="THR threshold = mu + k * sigma")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
-    g = p.add_argument_group("method")
-    g.add_argument("--method", choices=["patchcore", "cfm"], default="patchcore", help="cfm needs the xyz column (RGB + point cloud)")
-    g.add_argument("--backbone-3d", choices=["fpfh", "pointmae"], default="fpfh", help="CFM's 3D extractor (fpfh needs no weights)")
-    g.add_argument("--weights-3d", default=None, help="local Point-MAE checkpoint (default: random init)")
-    g.add_argument("--block-3d", type=int, default=-1, help="Point-MAE block to map (layer pruning)")
-    g.add_argument("--groups-3d", type=int, default=1024, help="Point-MAE groups (FPS centres)")
-    g.add_argument("--plane-distance", type=float, default=0.005, help="background plane removal distance (data units)")
-    g.add_argument("--cfm-epochs", type=int, default=250, help="crossmodal mapping epochs (paper: 250)")
-    g.add_argument("--cfm-aggregation", choices=["product", "sum", "max"], default="product")
-    g = p.add_argument_group("absolute-unified (CADA)")
-    g.add_argument("--unified", action="store_true", help="one model for all classes mixed; class labels unused")
-    g.add_argument("--route", choices=["none", "clusters"], default="none", help="none: one bank; clusters: label-free implicit classes")
-    g.add_argument("--k", type=int, default=None, help="clusters for --route clusters (default: best silhouette in 2..10)")
-    g.add_argument("--cada-iterations", type=int, default=2000)
-    g.add_argument("--cada-dropout", type=float, default=0.25)
-    g.add_argument("--cada-alpha", type=float, default=0.1)
-    g.add_argument("--cada-variant", choices=["meanmax", "meanstd"], default="meanmax", help="meanstd = the (u, sigma) variant")
+    p.add_argument("--batch-size", type=int, default=16, help="images per backbone forward pass")
+    p.add_argument("--unified", action="store_true", help="shorthand for --method unified: one model for all classes mixed, class labels unused")
+    add_config_args(p, ModelConfig)
 
 
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    from raydist.config import EvalConfig
+
+    d = {f.name: f.default for f in dataclasses.fields(EvalConfig) if f.default is not dataclasses.MISSING}
     p.add_argument("--data", required=True, help="dataset URI (its test split is evaluated)")
     p.add_argument("--model", required=True, help="model URI written by `raydist fit`")
     p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
     p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
-    p.add_argument("--segment", default="thr,ttt4as", help="binarisers, comma-separated: thr,ttt4as,mebin")
-    p.add_argument("--align", choices=["none", "cada", "class"], default=None, help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-pixels", type=int, default=64_000_000, help="images larger than this are refused (decompression-bomb guard)")
+    p.add_argument("--segment", default=argparse.SUPPRESS, help=f"binarisers, comma-separated: thr,ttt4as,mebin (default: {','.join(d['segment'])})")
+    p.add_argument("--align", choices=["none", "cada", "class"], default=argparse.SUPPRESS,
+                   help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
+    p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help=f"images per scoring batch (default: {d['batch_size']})")
+    p.add_argument("--max-pixels", type=int, default=argparse.SUPPRESS,
+                   help=f"images larger than this are refused, a decompression-bomb guard (default: {d['max_pixels']})")
     g = p.add_argument_group("TTT4AS (defaults and their reasons: README, TTT4AS section)")
+    for flag, key, kw in _ttt4as_help():
+        g.add_argument(flag, dest=f"ttt_{key}", default=argparse.SUPPRESS, **kw)
+
+
+def _ttt4as_help() -> list[tuple[str, str, dict]]:
+    import inspect
+
     from raydist.segment import pseudo_labels as pl
     from raydist.segment import ttt4as as tt
 
-    g.add_argument("--percentile", type=float, default=pl.PERCENTILE)
-    g.add_argument("--peak-size", type=int, default=pl.PEAK_SIZE)
-    g.add_argument("--peak-level", type=float, default=pl.PEAK_LEVEL,
-                   help="drop peaks below median + level * (highest peak - median); 0 = every peak above the percentile")
-    g.add_argument("--radius", type=int, default=pl.RADIUS, help="positive neighbourhood radius (the cap, for grow)")
-    g.add_argument("--neighbourhood", choices=pl.NEIGHBOURHOODS, default=pl.NEIGHBOURHOOD,
-                   help="disk: every pixel within --radius of a peak; grow: pixels connected to the peak above --grow-level")
-    g.add_argument("--grow-level", type=float, default=pl.GROW_LEVEL,
-                   help="grow: keep pixels >= median + level * (peak - median)")
-    g.add_argument("--erode", type=float, default=pl.ERODE, help="grow: drop region pixels within this distance of its border (px)")
-    g.add_argument("--positive-stride", type=int, default=pl.POSITIVE_STRIDE, help="hard positives kept on a lattice of this step")
-    g.add_argument("--nominal-stride", type=int, default=pl.NOMINAL_STRIDE)
-    g.add_argument("--margin", type=int, default=pl.MARGIN)
-    g.add_argument("--max-nominal", type=int, default=None)
-    g.add_argument("--svm-c", type=float, default=tt.C_DEFAULT)
-    g.add_argument("--class-weight", choices=["balanced"], default=None)
-    g.add_argument("--feature-scale", choices=tt.FEATURE_SCALES, default=tt.FEATURE_SCALE,
-                   help="raw (paper), norm (divide by the image's mean feature norm) or standardize (per channel)")
-    g.add_argument("--svm-input", choices=["features", "score"], default="features")
-    g.add_argument("--fallback", choices=["empty", "thr"], default="empty")
+    defaults = {k: v.default for k, v in inspect.signature(tt.TTT4AS).parameters.items()}
+    flags = [
+        ("--percentile", "percentile", float, "peaks must lie above this percentile of the map"),
+        ("--peak-size", "peak_size", int, "local-maximum window, pixels"),
+        ("--peak-level", "peak_level", float, "drop peaks below median + level * (highest peak - median); 0 = every peak above the percentile"),
+        ("--radius", "radius", int, "positive neighbourhood radius (the cap, for grow)"),
+        ("--neighbourhood", "neighbourhood", str, "disk: every pixel within --radius of a peak; grow: pixels connected to the peak above --grow-level"),
+        ("--grow-level", "grow_level", float, "grow: keep pixels >= median + level * (peak - median)"),
+        ("--erode", "erode", float, "grow: drop region pixels within this distance of its border (px)"),
+        ("--positive-stride", "positive_stride", int, "hard positives kept on a lattice of this step"),
+        ("--nominal-stride", "nominal_stride", int, "nominal pixels sampled on a lattice of this step"),
+        ("--margin", "margin", int, "no nominal sample within this distance of a positive, pixels"),
+        ("--max-nominal", "max_nominal", int, "cap on nominal samples"),
+        ("--svm-c", "C", float, "SVM regularisation"),
+        ("--class-weight", "class_weight", str, "balanced, or none (paper)"),
+        ("--feature-scale", "feature_scale", str, "raw (paper), norm (divide by the image's mean feature norm) or standardize (per channel)"),
+        ("--svm-input", "svm_input", str, "features (backbone grid) or score (the map itself)"),
+        ("--fallback", "fallback", str, "mask of a degenerate image: empty or thr"),
+    ]
+    choices = {"neighbourhood": pl.NEIGHBOURHOODS, "class_weight": ["balanced"], "feature_scale": tt.FEATURE_SCALES,
+               "svm_input": tt.INPUTS, "fallback": tt.FALLBACKS}  # fmt: skip
+    return [(flag, key, {"type": t, "choices": choices.get(key), "help": f"{h} (default: {defaults[key]})"}) for flag, key, t, h in flags]
+
+
+
+def eval_config(a: argparse.Namespace):
+    """The validated :class:`~raydist.config.EvalConfig` of the flags given; TTT4AS flags with a
+    binariser list that has no ttt4as are refused rather than ignored."""
+    from raydist.config import EvalConfig
+
+    kw = {k: getattr(a, k) for k in ("align", "batch_size", "max_pixels") if hasattr(a, k)}
+    if hasattr(a, "segment"):
+        kw["segment"] = tuple(s for s in a.segment.split(",") if s)
+    ttt = {k[4:]: v for k, v in vars(a).items() if k.startswith("ttt_")}
+    return EvalConfig(ttt4as=ttt, classes=tuple(a.classes) if a.classes else None, **kw)
 
 
 def _add_ray_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -109,27 +143,6 @@ def _add_tracking_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--run-name", default=None)
     g.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     g.add_argument("--gallery-per-class", type=int, default=4, help="overlay PNGs logged per class")
-
-
-def _ttt4as_params(a: argparse.Namespace) -> dict:
-    return {
-        "percentile": a.percentile,
-        "peak_size": a.peak_size,
-        "peak_level": a.peak_level,
-        "radius": a.radius,
-        "neighbourhood": a.neighbourhood,
-        "grow_level": a.grow_level,
-        "positive_stride": a.positive_stride,
-        "erode": a.erode,
-        "nominal_stride": a.nominal_stride,
-        "margin": a.margin,
-        "max_nominal": a.max_nominal,
-        "C": a.svm_c,
-        "class_weight": a.class_weight,
-        "feature_scale": a.feature_scale,
-        "svm_input": a.svm_input,
-        "fallback": a.fallback,
-    }
 
 
 def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
@@ -171,7 +184,7 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     _add_ray_args(p, executor_default)
     _add_tracking_args(p)
 
-    p = sub.add_parser("nightly", help="evaluate only test units not yet in RESULTS_URI (idempotent, on Ray)")
+    p = sub.add_parser("nightly", help="evaluate only the test units whose results are missing or stale (idempotent; on Ray unless --executor local)")
     _add_eval_args(p)
     _add_ray_args(p, "ray")
     _add_tracking_args(p)
@@ -262,43 +275,26 @@ def _run(a: argparse.Namespace) -> int:
         print(json.dumps(summarize(a.data), indent=2))
         return 0
     if a.verb == "fit":
-        from raydist.model_store import ModelConfig
-        from raydist.pipeline import fit_model
-
-        cfg = ModelConfig(
-            backbone=a.backbone, weights=a.weights, block=a.block, proj_dim=a.proj_dim, resize=a.resize, crop=a.crop, aspect=a.aspect,
-            coreset_ratio=a.coreset_ratio, coreset_proj_dim=a.coreset_proj_dim, sigma=a.sigma,
-            image_score=a.image_score, thr_k=a.thr_k, seed=a.seed, method=a.method, backbone_3d=a.backbone_3d,
-            weights_3d=a.weights_3d, block_3d=a.block_3d, groups_3d=a.groups_3d, plane_distance=a.plane_distance,
-            cfm_epochs=a.cfm_epochs, cfm_aggregation=a.cfm_aggregation,
-        )  # fmt: skip
-        if cfg.thr_k < 0:
-            raise ConfigError(f"--thr-k must be >= 0, got {cfg.thr_k}")
+        cfg = model_config(a)
         tracker = _tracker(a)
-        if a.unified:
-            from raydist.unified import fit_unified
-
-            if a.image_score == "max":
-                cfg.image_score = "top1"  # CADA's image score; aligned maps are scored this way
-            cada = {"iterations": a.cada_iterations, "dropout": a.cada_dropout, "alpha": a.cada_alpha, "variant": a.cada_variant}
-            summary = fit_unified(a.data, a.out, cfg, a.route, a.k, cada, a.batch_size)
-        elif a.executor == "ray":
+        if a.executor == "ray":
             from raydist.distributed import evaluate as dist
-            from raydist.distributed.fit import fit_model as fit_ray
+            from raydist.distributed.fit import fit as fit_ray
 
             dist.init(a.address, a.num_cpus)
             summary = fit_ray(a.data, a.out, cfg, a.classes, a.batch_size, a.gpus_per_actor)
         else:
-            summary = fit_model(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
+            from raydist.engine.fit import fit
+
+            summary = fit(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
         print(json.dumps(summary, indent=2))
         if tracker is not None:
-            from dataclasses import asdict
-
             from raydist.storage import join, read_bytes
 
+            model_json = read_bytes(join(a.out, "model.json"))
             rid = tracker.log_job(
-                "fit", {"model": asdict(cfg), "data": a.data, "out": a.out, "executor": a.executor},
-                artifacts={"model.json": read_bytes(join(a.out, "model.json"))},
+                "fit", {"model": json.loads(model_json)["config"], "data": a.data, "out": a.out, "executor": a.executor},
+                artifacts={"model.json": model_json},
                 tags={"raydist.dataset": a.data, "raydist.method": cfg.method, "raydist.backbone": cfg.backbone, "raydist.model_uri": a.out},
                 run_name=a.run_name,
             )  # fmt: skip
@@ -306,22 +302,18 @@ def _run(a: argparse.Namespace) -> int:
             _report_tracking(tracker)
         return 0
     if a.verb in ("evaluate", "nightly"):
-        from raydist.pipeline import EvalOptions, evaluate
-
-        opts = EvalOptions(tuple(s for s in a.segment.split(",") if s), _ttt4as_params(a), a.batch_size, tuple(a.classes) if a.classes else None, a.align, a.max_pixels)
-        opts.make_ttt4as()  # validate TTT4AS options before any work starts
+        cfg = eval_config(a)
         tracker = _tracker(a)
+        resume = a.verb == "nightly"
         if a.executor == "ray":
             from raydist.distributed import evaluate as dist
 
             dist.init(a.address, a.num_cpus)
-            report = dist.evaluate(
-                a.data, a.model, a.out, opts, num_actors=a.num_actors, gpus_per_actor=a.gpus_per_actor, resume=a.verb == "nightly"
-            )
-        elif a.verb == "nightly":
-            raise ConfigError("nightly runs on Ray (--executor ray)")
+            report = dist.evaluate(a.data, a.model, a.out, cfg, num_actors=a.num_actors, gpus_per_actor=a.gpus_per_actor, resume=resume)
         else:
-            report = evaluate(a.data, a.model, a.out, opts, log=print)
+            from raydist.engine.evaluate import evaluate
+
+            report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print)
         print_table(report)
         print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
         if tracker is not None:
@@ -359,10 +351,7 @@ def _log_evaluation(tracker, a: argparse.Namespace, report: dict) -> None:
         print(f"tracking: overlays skipped: {type(e).__name__}: {e}", file=sys.stderr)
     artifacts["results_uri.txt"] = f"{a.out}/results\n".encode()
     cfg = report["config"]
-    params = {
-        "model": cfg["model"], "ttt4as": cfg.get("ttt4as") or {}, "segment": ",".join(cfg["segment"]),
-        "data": {"uri": a.data, **dataset_fingerprint(a.data)}, "model_uri": a.model, "executor": a.executor,
-    }  # fmt: skip
+    params = {**cfg, "data": {"uri": a.data, **dataset_fingerprint(a.data)}, "model_uri": a.model, "executor": report["executor"]}
     tags = {
         "raydist.dataset": a.data, "raydist.method": cfg["model"].get("method", "patchcore"),
         "raydist.backbone": cfg["model"].get("backbone", ""), "raydist.model_uri": a.model,

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from raydist.data.dataset import iter_batches
+from raydist.engine.rows import INPUT_COLUMNS
+from raydist.engine.scoring import Scored, Scorer
 from raydist.metrics.aupro import aupro
 from raydist.metrics.binary import confusion, prf_from_counts
 from raydist.metrics.image import i_auroc
 from raydist.metrics.pixel import p_auroc
-from raydist.pipeline import INPUT_COLUMNS, Scored, make_scorer
 from raydist.segment.mebin import MEBin
 from raydist.segment.ttt4as import TTT4AS
 
@@ -46,7 +47,7 @@ def score_split(
     ``anomalous_only`` skips nominal rows: enough for the binarisers' F1 (measured on anomalous
     images only), not for I-AUROC.
     """
-    scorer = make_scorer(model_uri)
+    scorer = Scorer(model_uri)
     images: list[Scored] = []
     spent: list[float] = []
     for batch in iter_batches(data_uri, classes, ["test"], INPUT_COLUMNS, 1):

@@ -1,99 +1,62 @@
-"""Save and load fitted models without pickle: ``model.json`` (config) + one safetensors file per class.
+"""Save and load fitted models without pickle, whatever the method: JSON + safetensors per fit unit.
 
 Layout under MODEL_URI::
 
-    model.json                 {"format": "raydist-model/1", "config": {...}, "classes": {name: {...}}}
-    banks/bank-0000.safetensors   {"bank": (M, D) float16}
+    model.json                       {"format": "raydist-model/2", "config": {...}, "units": {name: {...}}, "errors": {...}}
+    units/<id>.safetensors           the detector's tensors (a bank, mapping networks, CADA ...)
+    units/<id>.json                  {"name", "fit_key", "info", "skipped_rows"}: written last, marks the unit fitted
 
-Banks are loaded lazily, one class at a time, so a thousand-class model never needs to fit in memory.
+A fit unit is a class, or ``*`` (every class) for detectors whose scope is the archive. Each unit
+is saved the moment it is fitted, so a crash loses at most the unit in progress and a rerun fits
+only what is missing; ``model.json`` (written last) lists the complete set. Detectors are loaded
+lazily, one unit at a time, so a thousand-class model never needs to fit in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from raydist.config import ModelConfig
 from raydist.errors import ConfigError
+from raydist.methods import Detector, detector_class
 from raydist.storage import exists, join, read_bytes, write_bytes
 
-FORMAT = "raydist-model/1"
+FORMAT = "raydist-model/2"
+ALL = "*"  # the fit unit of a detector fitted on every class at once
 
 
-@dataclass
-class ModelConfig:
-    method: str = "patchcore"
-    backbone: str = "efficientnet_lite0"
-    weights: str | None = None
-    weights_id: str = ""
-    block: int | None = None
-    proj_dim: int | None = None
-    resize: int = 256
-    crop: int = 224
-    aspect: float = 1.0  # processed height / width (1 = square)
-    coreset_ratio: float = 0.1
-    coreset_proj_dim: int | None = 256
-    sigma: float = 4.0
-    image_score: str = "max"
-    thr_k: float = 3.0
-    seed: int = 0
-    # CFM (method="cfm"): 3D extractor and crossmodal-mapping options
-    backbone_3d: str = "fpfh"
-    weights_3d: str | None = None
-    block_3d: int = -1
-    groups_3d: int = 1024
-    plane_distance: float = 0.005
-    cfm_epochs: int = 250
-    cfm_aggregation: str = "product"
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+def unit_file(name: str) -> str:
+    """Storage name of a unit (class names can hold any character)."""
+    return "units/" + hashlib.sha1(name.encode()).hexdigest()[:16]
 
 
-@dataclass
-class ClassModel:
-    bank: np.ndarray | None  # (M, D) float16 (PatchCore); None for CFM
-    thr_mu: float
-    thr_sigma: float
-    n_train: int = 0
-    n_val: int = 0
-    skipped: list[str] = field(default_factory=list)
-    mapping: dict[str, np.ndarray] | None = None  # CFM mapping networks (float32)
-    dims: tuple[int, int] | None = None  # CFM (D_2D, D_3D)
-
-    def describe(self) -> str:
-        """One line for logs, whatever the method."""
-        what = f"bank {self.bank.shape[0]}x{self.bank.shape[1]}" if self.bank is not None else f"CFM mapping {self.dims[0]}<->{self.dims[1]}"
-        return f"{what} from {self.n_train} images, THR mu={self.thr_mu:.4f} sigma={self.thr_sigma:.4f}"
+def save_unit(uri: str, name: str, detector: Detector, fit_key: str, skipped: list[str], storage_options=None) -> dict[str, Any]:
+    info, tensors = detector.state()
+    base = join(uri, unit_file(name))
+    write_bytes(base + ".safetensors", st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()}), storage_options)
+    record = {"name": name, "fit_key": fit_key, "info": info, "skipped_rows": skipped, "state": unit_file(name) + ".safetensors"}
+    write_bytes(base + ".json", json.dumps(record).encode(), storage_options)  # last: the unit is complete
+    return record
 
 
-def save_model(uri: str, config: ModelConfig, classes: dict[str, ClassModel], storage_options=None) -> None:
-    meta: dict[str, Any] = {"format": FORMAT, "config": asdict(config), "classes": {}}
-    for i, (name, cm) in enumerate(sorted(classes.items())):
-        rel = f"banks/bank-{i:04d}.safetensors"
-        if cm.mapping is not None:
-            tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in cm.mapping.items()}
-        else:
-            tensors = {"bank": np.ascontiguousarray(cm.bank, dtype=np.float16)}
-        write_bytes(join(uri, rel), st_save(tensors), storage_options)
-        meta["classes"][name] = {
-            "bank": rel,
-            "bank_size": int(cm.bank.shape[0]) if cm.bank is not None else 0,
-            "dim": int(cm.bank.shape[1]) if cm.bank is not None else 0,
-            "dims": list(cm.dims) if cm.dims else None,
-            "thr": {"mu": cm.thr_mu, "sigma": cm.thr_sigma},
-            "n_train": cm.n_train,
-            "n_val": cm.n_val,
-            "skipped_rows": cm.skipped,
-        }
-    # model.json last: its presence marks a complete model
+def load_unit_record(uri: str, name: str, storage_options=None) -> dict[str, Any] | None:
+    """The saved record of a fitted unit, or None when it was never (completely) saved."""
+    path = join(uri, unit_file(name) + ".json")
+    if not exists(path, storage_options):
+        return None
+    return json.loads(read_bytes(path, storage_options))
+
+
+def write_model(uri: str, cfg: ModelConfig, units: dict[str, dict[str, Any]], errors: dict[str, str], storage_options=None) -> dict:
+    meta = {"format": FORMAT, "config": cfg.to_dict(), "units": dict(sorted(units.items())), "errors": errors}
     write_bytes(join(uri, "model.json"), json.dumps(meta, indent=2).encode(), storage_options)
+    return meta
 
 
 def load_meta(uri: str, storage_options=None) -> dict[str, Any]:
@@ -102,20 +65,31 @@ def load_meta(uri: str, storage_options=None) -> dict[str, Any]:
         raise ConfigError(f"no model at {uri} (model.json missing); run `raydist fit` first")
     meta = json.loads(read_bytes(path, storage_options))
     if meta.get("format") != FORMAT:
-        raise ConfigError(f"{path}: unsupported model format {meta.get('format')!r}")
+        raise ConfigError(f"{path}: unsupported model format {meta.get('format')!r} (refit with this version)")
     return meta
 
 
-def load_class(uri: str, meta: dict[str, Any], class_name: str, storage_options=None) -> ClassModel:
-    info = meta["classes"].get(class_name)
-    if info is None:
-        raise ConfigError(f"model has no bank for class {class_name!r}")
-    path = join(uri, info["bank"])
+def load_detector(uri: str, meta: dict[str, Any], name: str, align: str | None = None, storage_options=None) -> Detector:
+    record = meta["units"].get(name)
+    if record is None:
+        raise ConfigError(f"model has no fit unit {name!r}")
+    path = join(uri, record["state"])
     try:
         tensors = st_load(read_bytes(path, storage_options))
     except Exception as e:  # never fall back to a loader that could execute code
         raise ConfigError(f"refusing to load {path}: not a valid safetensors file ({type(e).__name__})") from None
-    if "bank" in tensors:
-        return ClassModel(tensors["bank"], info["thr"]["mu"], info["thr"]["sigma"], info["n_train"], info["n_val"])
-    d2, d3 = info["dims"]
-    return ClassModel(None, info["thr"]["mu"], info["thr"]["sigma"], info["n_train"], info["n_val"], mapping=tensors, dims=(d2, d3))
+    cfg = ModelConfig.from_dict(meta["config"])
+    return detector_class(cfg.method).from_state(cfg, record["info"], tensors, align)
+
+
+def bins_reference(meta: dict[str, Any]) -> tuple[float, float]:
+    """One bin layout for every class of a run (so the pooled view can merge them): (reference, offset).
+
+    Raw distances: the geometric mean of the units' THR mu, no offset. Signed (aligned) maps are
+    ~0 for normal pixels, ~1 at a normal image's max and can be negative: offset 10 and reference
+    10 cover scores from -10 to ~10,000 with the same relative resolution.
+    """
+    if detector_class(meta["config"]["method"]).signed_maps:
+        return 10.0, 10.0
+    mus = [u["info"]["thr"]["mu"] for u in meta["units"].values() if u["info"]["thr"]["mu"] > 0]
+    return (float(np.exp(np.mean(np.log(mus)))) if mus else 1.0), 0.0

@@ -45,8 +45,8 @@ def render_gallery(data_uri: str, results_uri: str, model_cfg: dict, per_class: 
     """``{file name: PNG bytes}`` for up to ``per_class`` test images of every class."""
     from raydist.data.dataset import read_table
     from raydist.data.decode import decode_image, decode_mask, decode_npy
+    from raydist.engine.results import results_uri as results_dir
     from raydist.features.preprocess import Preprocess
-    from raydist.pipeline import results_uri as results_dir
 
     res = read_table(results_dir(results_uri), columns=["image_id", "class_name", "label", "error"], storage_options=storage_options).to_pylist()
     chosen = pick_samples(res, per_class)

@@ -33,8 +33,8 @@ def synth_uri(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def wrn_model_uri(synth_uri, tmp_path_factory) -> str:
     """PatchCore on random-init (pretrained=False) WideResNet-50 at 128 px: no weights exist here."""
-    from raydist.model_store import ModelConfig
-    from raydist.pipeline import fit_model
+    from raydist.config import ModelConfig
+    from raydist.engine.fit import fit as fit_model
 
     uri = str(tmp_path_factory.mktemp("model") / "wrn")
     fit_model(synth_uri, uri, ModelConfig(backbone="wrn50", weights="none", resize=128, crop=128))

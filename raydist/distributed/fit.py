@@ -1,4 +1,8 @@
-"""Fit per-class banks as parallel Ray tasks (GPU tasks when ``gpus_per_task`` > 0)."""
+"""The Ray executor for fitting: one task per missing fit unit (GPU tasks when ``gpus_per_task`` > 0).
+
+Each task fits and saves its unit itself and returns only the small saved record, so the driver
+never holds a bank and a crash loses only the units in flight; the engine plans and finishes.
+"""
 
 from __future__ import annotations
 
@@ -6,39 +10,43 @@ from typing import Any
 
 import ray
 
+from raydist.config import ModelConfig
+from raydist.engine.fit import FitUnit, finish_fit, fit_unit, pending, plan_fit, with_weights_id
 from raydist.errors import ConfigError
-from raydist.model_store import ClassModel, ModelConfig, save_model
-from raydist.pipeline import _rows, dataset_classes, fit_class, make_backbone
+from raydist.features.encoder import Encoder
 
 
 @ray.remote(max_retries=2)
-def fit_class_task(data_uri: str, cls: str, cfg: ModelConfig, batch_size: int, storage_options=None) -> tuple[str, ClassModel | str]:
-    backbone = make_backbone(cfg)
-    prep = backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
+def fit_task(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, batch_size: int, threads: int,
+             storage_options=None) -> tuple[str, dict | str]:  # fmt: skip
+    import torch
+
+    torch.set_num_threads(threads)  # the driver's: a unit fitted here equals one fitted locally, bit for bit
     try:
-        cm = fit_class(backbone, prep, cfg, _rows(data_uri, cls, "train", storage_options), _rows(data_uri, cls, "val", storage_options), batch_size)
+        return unit.name, fit_unit(data_uri, out_uri, cfg, unit, Encoder(cfg, batch_size=batch_size), storage_options)
     except ConfigError as e:
-        return cls, str(e)
-    return cls, cm
+        return unit.name, str(e)
 
 
-def fit_model(
+def fit(
     data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 16, gpus_per_task: float = 0.0, storage_options=None, log=print
 ) -> dict[str, Any]:
-    classes = list(classes) if classes else dataset_classes(data_uri, storage_options)
-    if not classes:
-        raise ConfigError(f"no class found in {data_uri}")
-    cfg.weights_id = make_backbone(cfg, device="cpu").weights_id
-    refs = [fit_class_task.options(num_gpus=gpus_per_task).remote(data_uri, c, cfg, batch_size, storage_options) for c in classes]
-    fitted, errors = {}, {}
-    for cls, res in ray.get(refs):
+    import torch
+
+    cfg = with_weights_id(cfg, device="cpu")
+    units = plan_fit(data_uri, cfg, classes, storage_options)
+    todo, records = pending(out_uri, units, storage_options)
+    log(f"[fit] {len(units)} units, {len(records)} already fitted with this config and data, {len(todo)} to fit on Ray")
+    errors: dict[str, str] = {}
+    refs = [fit_task.options(num_gpus=gpus_per_task).remote(data_uri, out_uri, cfg, u, batch_size, torch.get_num_threads(), storage_options)
+            for u in todo]  # fmt: skip
+    while refs:
+        ready, refs = ray.wait(refs, num_returns=1)
+        name, res = ray.get(ready[0])
         if isinstance(res, str):
-            errors[cls] = res
-            log(f"[fit] {cls}: skipped: {res}")
+            errors[name] = res
+            log(f"[fit] {name}: skipped: {res}")
         else:
-            fitted[cls] = res
-            log(f"[fit] {cls}: {res.describe()}")
-    if not fitted:
-        raise ConfigError(f"no class could be fitted: {errors}")
-    save_model(out_uri, cfg, fitted, storage_options)
-    return {"model": out_uri, "classes": sorted(fitted), "errors": errors, "weights_id": cfg.weights_id}
+            records[name] = res
+            log(f"[fit] {name}: {res['describe']}")
+    return finish_fit(out_uri, cfg, records, errors, len(units) - len(todo), storage_options)

@@ -1,6 +1,7 @@
 """The Ray pipeline on an embedded local Ray (2 CPUs, 127.0.0.1): same answers as the core path."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -8,10 +9,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from raydist.config import EvalConfig, ModelConfig  # noqa: E402
 from raydist.data.dataset import read_table, rows_to_table, write_table  # noqa: E402
-from raydist.data.decode import decode_npy  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
-from raydist.pipeline import EvalOptions, evaluate  # noqa: E402
+from raydist.engine.evaluate import evaluate  # noqa: E402
+from raydist.engine.fit import fit as fit_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -26,23 +28,36 @@ def results(uri):
     return {r["image_id"]: r for r in t.to_pylist()}
 
 
-def test_ray_matches_core_path(local_ray, synth_uri, wrn_model_uri, tmp_path):
-    core = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "core"), EvalOptions())
-    rep = dist.evaluate(synth_uri, wrn_model_uri, str(tmp_path / "ray"), EvalOptions(), num_actors=1)
-    a, b = results(str(tmp_path / "core")), results(str(tmp_path / "ray"))
-    assert sorted(a) == sorted(b) and len(a) == 30
-    for k in a:
-        assert a[k]["image_score"] == pytest.approx(b[k]["image_score"], rel=1e-5)
-        np.testing.assert_allclose(decode_npy(a[k]["score_map"], k), decode_npy(b[k]["score_map"], k), rtol=1e-3)
-        assert a[k]["mask_thr"] == b[k]["mask_thr"] and a[k]["mask_ttt4as"] == b[k]["mask_ttt4as"]
-    for block in ("mean", "pooled"):
-        for m in ("i_auroc", "i_ap"):
-            assert rep[block][m] == pytest.approx(core[block][m], abs=1e-9)
-        for m in ("p_auroc", "p_ap", "aupro_30", "aupro_1"):  # histogram aggregates vs exact
-            assert rep[block][m] == pytest.approx(core[block][m], abs=1e-3), (block, m)
-        assert rep[block]["ttt4as"]["f1"] == pytest.approx(core[block]["ttt4as"]["f1"], abs=1e-9)
-    on_disk = json.loads((tmp_path / "ray" / "metrics.json").read_text())
-    assert on_disk["pooled"]["n_images"] == 30
+def assert_same_run(a: str, b: str) -> dict:
+    """Two executors' outputs: identical metrics.json (all but timing and executor) and identical result rows."""
+    ma, mb = (json.loads((Path(x) / "metrics.json").read_text()) for x in (a, b))
+    assert ma["executor"]["kind"] != mb["executor"]["kind"]
+    for m in (ma, mb):
+        del m["timing"], m["executor"]
+    assert ma == mb
+    ra, rb = (read_table(x + "/results").sort_by("image_id").to_pylist() for x in (a, b))
+    assert len(ra) == ma["pooled"]["n_images"] + ma["pooled"]["n_errors"] and ra == rb
+    return ma
+
+
+def test_local_and_ray_give_identical_metrics_and_rows(local_ray, synth_uri, wrn_model_uri, tmp_path):
+    cfg = EvalConfig(segment=("thr", "ttt4as", "mebin"))
+    evaluate(synth_uri, wrn_model_uri, str(tmp_path / "local"), cfg)
+    dist.evaluate(synth_uri, wrn_model_uri, str(tmp_path / "ray"), cfg, num_actors=1)
+    m = assert_same_run(str(tmp_path / "local"), str(tmp_path / "ray"))
+    assert m["pooled"]["n_images"] == 30 and m["pooled"]["ttt4as"]["f1"] > 0
+
+
+def test_local_and_ray_identical_for_cfm(local_ray, tmp_path):
+    from raydist.data.synth import SynthConfig, write_synth
+
+    data, model = str(tmp_path / "xyz"), str(tmp_path / "cfm")
+    write_synth(data, SynthConfig(n_classes=2, n_train=6, n_val=2, n_test_good=2, n_test_bad=3, size=64, with_xyz=True))
+    fit_model(data, model, ModelConfig(method="cfm", weights="none", resize=64, crop=64, cfm_epochs=5))
+    evaluate(data, model, str(tmp_path / "local"), EvalConfig())
+    dist.evaluate(data, model, str(tmp_path / "ray"), EvalConfig())
+    m = assert_same_run(str(tmp_path / "local"), str(tmp_path / "ray"))
+    assert m["pooled"]["n_images"] == 10 and m["config"]["model"]["method"] == "cfm"
 
 
 def test_nightly_resumes_and_never_duplicates(local_ray, synth_uri, wrn_model_uri, tmp_path):
@@ -51,21 +66,21 @@ def test_nightly_resumes_and_never_duplicates(local_ray, synth_uri, wrn_model_ur
     data = str(tmp_path / "data")
     shutil.copytree(synth_uri, data)
     out = str(tmp_path / "res")
-    first = dist.evaluate(data, wrn_model_uri, out, EvalOptions(segment=("thr",)), resume=True)
+    first = dist.evaluate(data, wrn_model_uri, out, EvalConfig(segment=("thr",)), resume=True)
     assert first["timing"]["images_evaluated"] == 30
-    again = dist.evaluate(data, wrn_model_uri, out, EvalOptions(segment=("thr",)), resume=True)
+    again = dist.evaluate(data, wrn_model_uri, out, EvalConfig(segment=("thr",)), resume=True)
     assert again["timing"]["images_evaluated"] == 0 and again["pooled"]["n_images"] == 30
     # new test images arrive as a new file: only they are evaluated
     extra = read_table(data, classes=["blobs"], splits=["test"]).to_pylist()[:3]
     for r in extra:
         r["image_id"] = r["image_id"] + "-new"
     write_table(rows_to_table(extra), data)
-    third = dist.evaluate(data, wrn_model_uri, out, EvalOptions(segment=("thr",)), resume=True)
+    third = dist.evaluate(data, wrn_model_uri, out, EvalConfig(segment=("thr",)), resume=True)
     assert third["timing"]["images_evaluated"] == 3
     # a run that died after writing a unit's results but before its summary: rerun repairs it
     parts = sorted((tmp_path / "res" / "_parts").iterdir())
     parts[0].unlink()
-    fourth = dist.evaluate(data, wrn_model_uri, out, EvalOptions(segment=("thr",)), resume=True)
+    fourth = dist.evaluate(data, wrn_model_uri, out, EvalConfig(segment=("thr",)), resume=True)
     assert fourth["timing"]["images_evaluated"] > 0
     ids = read_table(out + "/results", columns=["image_id"]).column("image_id").to_pylist()
     assert len(ids) == len(set(ids)) == 33
@@ -77,7 +92,7 @@ def test_corrupt_row_is_recorded_and_counts_reconcile(local_ray, synth_uri, wrn_
     bad["image"] = b"\x89PNG\r\n\x1a\n truncated garbage"
     data = str(tmp_path / "data")
     write_table(pa.Table.from_pylist(rows, schema=rows_to_table(rows[:1]).schema), data)
-    rep = dist.evaluate(data, wrn_model_uri, str(tmp_path / "res"), EvalOptions())
+    rep = dist.evaluate(data, wrn_model_uri, str(tmp_path / "res"), EvalConfig())
     res = results(str(tmp_path / "res"))
     n_in = sum(r["split"] == "test" for r in rows)
     assert len(res) == n_in == 10
@@ -86,22 +101,15 @@ def test_corrupt_row_is_recorded_and_counts_reconcile(local_ray, synth_uri, wrn_
     assert rep["pooled"]["n_images"] + rep["pooled"]["n_errors"] == n_in
 
 
-def test_ray_unified_aligned_maps_match_core(local_ray, synth_uri, tmp_path):
-    """CADA-aligned maps are signed; the Ray path's histogram metrics must still match the core's."""
-    from raydist.model_store import ModelConfig
-    from raydist.unified import fit_unified
-
+def test_local_and_ray_identical_for_unified_cada(local_ray, synth_uri, tmp_path):
+    """CADA-aligned maps are signed (offset histogram bins); both executors still agree to the bit."""
     model = str(tmp_path / "unified")
-    fit_unified(synth_uri, model, ModelConfig(weights="none", resize=64, crop=64, image_score="top1"), route="clusters", k=3,
-                cada_params={"iterations": 100}, log=lambda _: None)  # fmt: skip
-    opts = EvalOptions(segment=("thr",), align="cada")
-    core = evaluate(synth_uri, model, str(tmp_path / "core"), opts)
-    rep = dist.evaluate(synth_uri, model, str(tmp_path / "ray"), opts)
-    for block in ("mean", "pooled"):
-        assert rep[block]["i_auroc"] == pytest.approx(core[block]["i_auroc"], abs=1e-9)
-        for m in ("p_auroc", "p_ap", "aupro_30", "aupro_1"):
-            assert rep[block][m] == pytest.approx(core[block][m], abs=1e-3), (block, m)
-    assert rep["alignment"]["cada"]["i_auroc_pooled"] == pytest.approx(core["alignment"]["cada"]["i_auroc_pooled"])
+    fit_model(synth_uri, model, ModelConfig(method="unified", weights="none", resize=64, crop=64, route="clusters", k=3, cada_iterations=100))
+    cfg = EvalConfig(segment=("thr", "ttt4as"), align="cada")
+    evaluate(synth_uri, model, str(tmp_path / "local"), cfg)
+    dist.evaluate(synth_uri, model, str(tmp_path / "ray"), cfg)
+    m = assert_same_run(str(tmp_path / "local"), str(tmp_path / "ray"))
+    assert set(m["alignment"]) == {"none", "cada", "class"} and m["pooled"]["n_images"] == 30
 
 
 def _ids(out: str) -> list[str]:
@@ -112,31 +120,32 @@ def _comparable(rep: dict) -> dict:
     return {k: rep[k] for k in ("classes", "mean", "pooled")}
 
 
-def test_nightly_redoes_everything_when_model_or_options_change(local_ray, synth_uri, tmp_path, capsys):
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_nightly_redoes_everything_when_model_or_options_change(executor, local_ray, synth_uri, tmp_path, capsys):
     """(a) a refit with another coreset ratio and (b) another --percentile: every unit is redone
-    and the metrics equal a fresh evaluation's, never the stale ones."""
-    from raydist.model_store import ModelConfig
-    from raydist.pipeline import fit_model
+    and the metrics equal a fresh evaluation's (by the other executor), never the stale ones."""
+    run = dist.evaluate if executor == "ray" else lambda *a, **k: evaluate(*a, log=print, **k)
+    fresh_run = evaluate if executor == "ray" else dist.evaluate
 
     model = str(tmp_path / "model")
     cfg = dict(backbone="wrn50", weights="none", resize=64, crop=64)
     fit_model(synth_uri, model, ModelConfig(**cfg, coreset_ratio=0.1))
     out = str(tmp_path / "nightly")
-    first = dist.evaluate(synth_uri, model, out, EvalOptions(), resume=True)
+    first = run(synth_uri, model, out, EvalConfig(), resume=True)
     assert first["timing"]["images_evaluated"] == 30
     # (a) refit in place with another coreset ratio
     fit_model(synth_uri, model, ModelConfig(**cfg, coreset_ratio=0.5))
-    second = dist.evaluate(synth_uri, model, out, EvalOptions(), resume=True)
+    second = run(synth_uri, model, out, EvalConfig(), resume=True)
     assert second["timing"]["images_evaluated"] == 30
     assert "model or options changed since the last run" in capsys.readouterr().out
-    fresh = dist.evaluate(synth_uri, model, str(tmp_path / "fresh"), EvalOptions())
+    fresh = fresh_run(synth_uri, model, str(tmp_path / "fresh"), EvalConfig())
     assert _comparable(second) == _comparable(fresh)
     assert _comparable(second) != _comparable(first)
     # (b) other TTT4AS options
-    opts = EvalOptions(ttt4as={"percentile": 95.0})
-    third = dist.evaluate(synth_uri, model, out, opts, resume=True)
+    opts = EvalConfig(ttt4as={"percentile": 95.0})
+    third = run(synth_uri, model, out, opts, resume=True)
     assert third["timing"]["images_evaluated"] == 30
-    assert _comparable(third) == _comparable(dist.evaluate(synth_uri, model, str(tmp_path / "fresh95"), opts))
+    assert _comparable(third) == _comparable(fresh_run(synth_uri, model, str(tmp_path / "fresh95"), opts))
     assert sorted(_ids(out)) == sorted(_ids(str(tmp_path / "fresh")))  # one row per image, no leftovers
 
 
@@ -149,7 +158,7 @@ def test_nightly_follows_files_renamed_deleted_and_ignores_temporaries(local_ray
     data = tmp_path / "data"
     shutil.copytree(synth_uri, data)
     out = str(tmp_path / "res")
-    opts = EvalOptions(segment=("thr",))
+    opts = EvalConfig(segment=("thr",))
     dist.evaluate(str(data), wrn_model_uri, out, opts, resume=True)
     files = sorted((data / "class_name=blobs" / "split=test").glob("*.parquet"))
     assert files
@@ -190,26 +199,22 @@ def test_atomic_writes_leave_no_readable_temporary(tmp_path, monkeypatch):
 
 
 def test_ray_fit_of_each_method_equals_the_local_fit(local_ray, tmp_path):
-    """PatchCore and CFM fit as Ray tasks (CFM used to crash reading a bank it does not have)."""
+    """PatchCore, CFM and unified/CADA fit as Ray tasks; each unit's saved tensors equal a local fit's."""
+    from safetensors.numpy import load_file
+
     from raydist.data.synth import SynthConfig, write_synth
-    from raydist.distributed.fit import fit_model as ray_fit
-    from raydist.model_store import ModelConfig, load_class, load_meta
-    from raydist.pipeline import fit_model
+    from raydist.distributed.fit import fit as ray_fit
+    from raydist.model_store import load_meta
 
     data = str(tmp_path / "xyz")
     write_synth(data, SynthConfig(n_classes=2, n_train=6, n_val=2, n_test_good=1, n_test_bad=2, size=64, with_xyz=True))
-    for method in ("patchcore", "cfm"):
-        cfg = dict(method=method, backbone="efficientnet_lite0", weights="none", resize=64, crop=64, cfm_epochs=5)
+    for method, extra in (("patchcore", {}), ("cfm", {"cfm_epochs": 5}), ("unified", {"cada_iterations": 50})):
+        cfg = ModelConfig(method=method, weights="none", resize=64, crop=64, **extra)
         on_ray, local = str(tmp_path / f"ray-{method}"), str(tmp_path / f"local-{method}")
-        ray_fit(data, on_ray, ModelConfig(**cfg), log=lambda _: None)
-        fit_model(data, local, ModelConfig(**cfg))
+        ray_fit(data, on_ray, cfg, log=lambda _: None)
+        fit_model(data, local, cfg)
         a, b = load_meta(on_ray), load_meta(local)
-        assert a["classes"].keys() == b["classes"].keys() == {"stripes", "checker"}
-        for cls in a["classes"]:
-            ca, cb = load_class(on_ray, a, cls), load_class(local, b, cls)
-            assert ca.thr_mu == pytest.approx(cb.thr_mu, rel=1e-4) and ca.thr_sigma == pytest.approx(cb.thr_sigma, rel=1e-3)
-            if method == "cfm":
-                assert ca.bank is None and ca.dims == cb.dims
-            else:  # same rows selected; a Ray task runs torch on 1 thread, the driver on 2: float16 ulps differ
-                assert ca.bank.shape == cb.bank.shape
-                np.testing.assert_allclose(ca.bank.astype(np.float32), cb.bank.astype(np.float32), rtol=5e-3, atol=2e-3)
+        assert a == b and set(a["units"]) == ({"*"} if method == "unified" else {"stripes", "checker"})
+        for rec in a["units"].values():
+            ta, tb = load_file(f"{on_ray}/{rec['state']}"), load_file(f"{local}/{rec['state']}")
+            assert ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta), method

@@ -11,8 +11,9 @@ ray = pytest.importorskip("ray")
 from raydist.data.dataset import read_table  # noqa: E402
 from raydist.data.synth import SynthConfig, write_synth  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
-from raydist.model_store import ModelConfig  # noqa: E402
-from raydist.pipeline import EvalOptions, fit_model  # noqa: E402
+from raydist.config import ModelConfig  # noqa: E402
+from raydist.config import EvalConfig  # noqa: E402
+from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.storage import read_bytes  # noqa: E402
 from tests.integration.test_s3 import free_port  # noqa: E402
 
@@ -45,11 +46,11 @@ def test_pipeline_through_s3(s3_ray):
     data, model, out = "s3://archive/datasets/synth", "s3://archive/models/m1", "s3://archive/results/r1"
     write_synth(data, SynthConfig(n_classes=2, n_train=4, n_val=2, n_test_good=2, n_test_bad=3, size=64))
     fit_model(data, model, ModelConfig(backbone="efficientnet_lite0", weights="none", resize=64, crop=64))
-    rep = dist.evaluate(data, model, out, EvalOptions(), num_actors=1)
+    rep = dist.evaluate(data, model, out, EvalConfig(), num_actors=1)
     assert rep["pooled"]["n_images"] == 10 and rep["pooled"]["n_errors"] == 0
     metrics = json.loads(read_bytes(out + "/metrics.json"))
     assert metrics["pooled"]["n_images"] == 10
     res = read_table(out + "/results", columns=["image_id", "mask_ttt4as", "error"]).to_pylist()
     assert len(res) == 10 and all(r["error"] is None and r["mask_ttt4as"] for r in res)
-    again = dist.evaluate(data, model, out, EvalOptions(), resume=True)
+    again = dist.evaluate(data, model, out, EvalConfig(), resume=True)
     assert again["timing"]["images_evaluated"] == 0

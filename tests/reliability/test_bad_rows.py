@@ -8,7 +8,8 @@ from PIL import Image
 
 from raydist.data.dataset import read_table, rows_to_table, write_table
 from raydist.data.decode import encode_npy
-from raydist.pipeline import EvalOptions, evaluate
+from raydist.config import EvalConfig
+from raydist.engine.evaluate import evaluate
 
 
 def png(arr):
@@ -59,7 +60,7 @@ def check(res_rows, n_in):
 
 def test_core_path(hostile, wrn_model_uri, tmp_path):
     data, n_in = hostile
-    rep = evaluate(data, wrn_model_uri, str(tmp_path / "r"), EvalOptions(max_pixels=4_000_000))
+    rep = evaluate(data, wrn_model_uri, str(tmp_path / "r"), EvalConfig(max_pixels=4_000_000))
     res = read_table(str(tmp_path / "r" / "results"), columns=["image_id", "error", "mask_ttt4as"]).to_pylist()
     errors = check(res, n_in)
     assert rep["pooled"]["n_images"] + rep["pooled"]["n_errors"] == n_in
@@ -74,7 +75,7 @@ def test_ray_path(hostile, wrn_model_uri, tmp_path):
     data, n_in = hostile
     dist.init(num_cpus=2)
     try:
-        rep = dist.evaluate(data, wrn_model_uri, str(tmp_path / "r"), EvalOptions(max_pixels=4_000_000))
+        rep = dist.evaluate(data, wrn_model_uri, str(tmp_path / "r"), EvalConfig(max_pixels=4_000_000))
     finally:
         ray.shutdown()
     res = read_table(str(tmp_path / "r" / "results"), columns=["image_id", "error"]).to_pylist()

@@ -11,8 +11,9 @@ ray = pytest.importorskip("ray")
 
 from raydist.data.synth import SynthConfig, write_synth  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
-from raydist.model_store import ModelConfig  # noqa: E402
-from raydist.pipeline import EvalOptions, fit_model  # noqa: E402
+from raydist.config import ModelConfig  # noqa: E402
+from raydist.config import EvalConfig  # noqa: E402
+from raydist.engine.fit import fit as fit_model  # noqa: E402
 
 
 @pytest.mark.slow
@@ -42,7 +43,7 @@ def test_archive_20x_default(tmp_path):
     w = threading.Thread(target=watch, daemon=True)
     w.start()
     t0 = time.time()
-    rep = dist.evaluate(data, model, str(tmp_path / "res"), EvalOptions(), log=lambda _: None)
+    rep = dist.evaluate(data, model, str(tmp_path / "res"), EvalConfig(), log=lambda _: None)
     stop.set()
     ray.shutdown()
     driver = psutil.Process().memory_info().rss

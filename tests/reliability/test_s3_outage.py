@@ -9,8 +9,10 @@ import time
 import pytest
 
 from raydist.data.dataset import read_table, rows_to_table, write_table
-from raydist.model_store import ModelConfig
-from raydist.pipeline import EvalOptions, evaluate, fit_model
+from raydist.config import ModelConfig
+from raydist.config import EvalConfig
+from raydist.engine.evaluate import evaluate
+from raydist.engine.fit import fit as fit_model
 from raydist.storage import filesystem
 from tests.integration.test_s3 import free_port
 
@@ -58,7 +60,7 @@ def test_outage_during_read_and_write(restartable_s3, synth_uri, tmp_path):
 
     t = threading.Thread(target=chaos)
     t.start()
-    rep = evaluate(data, model, out, EvalOptions(batch_size=1))
+    rep = evaluate(data, model, out, EvalConfig(batch_size=1))
     finished = time.time()
     done.set()
     t.join()

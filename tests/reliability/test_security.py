@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from raydist.errors import ConfigError
-from raydist.pipeline import EvalOptions, evaluate
+from raydist.config import EvalConfig
+from raydist.engine.evaluate import evaluate
 from tests.integration.test_s3 import free_port
 
 SENTINEL = "SENTINEL-5e3cr3t-do-not-leak"
@@ -69,7 +70,7 @@ def test_planted_pickle_model_is_refused(wrn_model_uri, synth_uri, tmp_path):
     bank = next((model / "banks").glob("*.safetensors"))
     bank.write_bytes(pickle.dumps({"bank": Evil()}))
     with pytest.raises(ConfigError, match="refusing to load"):
-        evaluate(synth_uri, str(model), str(tmp_path / "r"), EvalOptions(classes=("blobs", "checker", "stripes")))
+        evaluate(synth_uri, str(model), str(tmp_path / "r"), EvalConfig(classes=("blobs", "checker", "stripes")))
     assert not marker.exists()
 
 

@@ -13,7 +13,7 @@ ray = pytest.importorskip("ray")
 
 from raydist.data.dataset import read_table  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
-from raydist.pipeline import EvalOptions  # noqa: E402
+from raydist.config import EvalConfig  # noqa: E402
 from tests.reliability.test_process_faults import many_units  # noqa: E402, F401  (fixture)
 
 
@@ -38,7 +38,7 @@ def test_killed_worker_recovers(victim, many_units, wrn_model_uri, tmp_path):  #
     dist.init(num_cpus=2)
     try:
         clean = tmp_path / "clean"
-        dist.evaluate(many_units, wrn_model_uri, str(clean), EvalOptions(), log=lambda _: None)
+        dist.evaluate(many_units, wrn_model_uri, str(clean), EvalConfig(), log=lambda _: None)
         out = tmp_path / "faulty"
         killed = []
 
@@ -53,7 +53,7 @@ def test_killed_worker_recovers(victim, many_units, wrn_model_uri, tmp_path):  #
 
         t = threading.Thread(target=assassin)
         t.start()
-        rep = dist.evaluate(many_units, wrn_model_uri, str(out), EvalOptions(), log=lambda _: None)
+        rep = dist.evaluate(many_units, wrn_model_uri, str(out), EvalConfig(), log=lambda _: None)
         t.join()
         assert killed, f"no {victim} process was found to kill"
         a, b = results(clean), results(out)

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from raydist.errors import ConfigError
-from raydist.pipeline import EvalOptions, evaluate
+from raydist.config import EvalConfig
+from raydist.engine.evaluate import evaluate
 from raydist.segment.sampling import sample_features, upsample
 from raydist.segment.ttt4as import TTT4AS, dense_decision, dense_decision_naive
 
@@ -72,7 +73,7 @@ def test_degenerate_maps_do_not_crash():
 
 def test_ttt4as_beats_thr_on_synthetic_dataset(synth_uri, wrn_model_uri, tmp_path):
     """Same random-init WRN50 scores for both binarisers; fixed seed."""
-    rep = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "res"), EvalOptions())
+    rep = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "res"), EvalConfig())
     thr, ttt = rep["mean"]["thr"]["f1"], rep["mean"]["ttt4as"]["f1"]
     print(f"mean F1: THR {thr:.3f}  TTT4AS {ttt:.3f}")
     assert ttt > thr + 0.02

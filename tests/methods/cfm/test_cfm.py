@@ -8,8 +8,8 @@ from raydist.data.decode import decode_npy
 from raydist.data.synth import SynthConfig, write_synth
 from raydist.features.preprocess import Preprocess
 from raydist.metrics import p_auroc
-from raydist.model_store import ModelConfig
-from raydist.pipeline import INPUT_COLUMNS, EvalOptions, decode_row, evaluate, fit_model
+from raydist.config import ModelConfig
+from raydist.pipeline import INPUT_COLUMNS, EvalConfig, decode_row, evaluate, fit_model
 from tests.conftest import shared_sample
 
 
@@ -40,7 +40,7 @@ def test_cfm_sees_3d_only_and_colour_only_defects(xyz_data, tmp_path):
         cfg = ModelConfig(method="cfm", backbone="efficientnet_lite0", weights="none", resize=128, crop=128, cfm_epochs=30, cfm_aggregation=agg)
         fit_model(xyz_data, model, cfg)
         out = str(tmp_path / f"r-{agg}")
-        rep = evaluate(xyz_data, model, out, EvalOptions())
+        rep = evaluate(xyz_data, model, out, EvalConfig())
         figures[agg] = (rep["mean"]["p_auroc"], by_defect(xyz_data, out, {"bump", "dent"}), by_defect(xyz_data, out, {"spot", "colour", "missing"}))
     print("CFM P-AUROC (all, 3D-only, colour-only):", figures)
     p_all, p_3d, p_col = figures["product"]

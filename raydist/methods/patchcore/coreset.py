@@ -83,6 +83,6 @@ def greedy_coreset(
 
 def coverage_radius(features: np.ndarray, selected: np.ndarray) -> float:
     """Largest distance from any point to its nearest selected point (lower is better)."""
-    from raydist.scoring.knn import nearest_distances
+    from raydist.methods.patchcore.knn import nearest_distances
 
     return float(nearest_distances(features, features[selected], budget_mb=256).max())

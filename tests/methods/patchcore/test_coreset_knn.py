@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from raydist.scoring.coreset import coverage_radius, greedy_coreset
-from raydist.scoring.knn import nearest_distances
+from raydist.methods.patchcore.coreset import coverage_radius, greedy_coreset
+from raydist.methods.patchcore.knn import nearest_distances
 
 
 def naive_greedy(x, k, first):

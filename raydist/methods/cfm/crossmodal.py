@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raydist.errors import ConfigError
-from raydist.scoring.patchcore import image_scores, upsample_map
+from raydist.methods.patchcore.patchcore import image_scores, upsample_map
 
 AGGREGATIONS = ("product", "sum", "max")
 

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from raydist.errors import ConfigError
-from raydist.scoring.coreset import greedy_coreset
-from raydist.scoring.knn import nearest_distances
+from raydist.methods.patchcore.coreset import greedy_coreset
+from raydist.methods.patchcore.knn import nearest_distances
 
 
 def grid_to_patches(grid: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from raydist.align.cada import CADA, Regressor, align_maps
+from raydist.methods.unified.cada import CADA, Regressor, align_maps
 from raydist.errors import ConfigError
 
 

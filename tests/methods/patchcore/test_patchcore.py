@@ -3,9 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from raydist.model_store import ModelConfig
-from raydist.pipeline import EvalOptions, evaluate, fit_model
-from raydist.scoring.patchcore import PatchCore, image_scores
+from raydist.config import ModelConfig
+from raydist.config import EvalConfig
+from raydist.engine.evaluate import evaluate
+from raydist.engine.fit import fit as fit_model
+from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from tests.conftest import shared_sample
 
 
@@ -31,7 +33,7 @@ def test_image_score_top1():
 
 def test_end_to_end_synthetic_random_wrn50(synth_uri, wrn_model_uri, tmp_path):
     """Random-init WRN50 (no weights can be downloaded here) still sees the synthetic defects."""
-    rep = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "res"), EvalOptions(segment=("thr",)))
+    rep = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "res"), EvalConfig(segment=("thr",)))
     mean = rep["mean"]
     # measured at seed 0: I-AUROC 0.68, P-AUROC 0.75; chance is 0.5
     assert mean["i_auroc"] > 0.6 and mean["p_auroc"] > 0.65

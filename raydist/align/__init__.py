@@ -1,1 +1,0 @@
-"""Absolute-unified multi-class detection: CADA score alignment and label-free routing."""

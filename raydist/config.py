@@ -1,0 +1,144 @@
+"""The run configuration: what a fit and an evaluation are, validated once, written as-is.
+
+``ModelConfig`` goes into ``model.json``, ``EvalConfig`` into ``metrics.json`` (beside the model's),
+and both into the MLflow params. The CLI builds its fit flags from :class:`ModelConfig`'s fields
+(:func:`raydist.cli.add_config_args`), so each default lives here and nowhere else; TTT4AS's
+defaults live in its constructor. A flag that does not apply to the chosen method is refused,
+never ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from raydist.errors import ConfigError
+
+METHODS = ("patchcore", "cfm", "unified")
+
+
+def _opt(default: Any, help: str, method: str | None = None, **kw: Any) -> Any:
+    """A config field with its CLI help; ``method`` marks an option of one method only."""
+    return field(default=default, metadata={"help": help, "method": method, **kw})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything a fitted model depends on (defaults: the papers', reasons in the help)."""
+
+    method: str = _opt("patchcore", "patchcore | cfm (RGB + point cloud) | unified (one model for all classes, CADA)", choices=METHODS)
+    backbone: str = _opt("efficientnet_lite0", "2D feature extractor (EfficientNet-Lite0: the one packaged ImageNet backbone)")
+    weights: str | None = _opt(None, "'none' (random), 'packaged' (EfficientNet-Lite0), or a local file; default per backbone")
+    weights_id: str = _opt("", "filled in by fit: which weights the backbone loaded", cli=False)
+    block: int | None = _opt(None, "ViT block whose tokens are used (default: last)")
+    proj_dim: int | None = _opt(None, "average-pool features to this many channels")
+    resize: int = _opt(256, "resize side before the center crop (256, MVTec AD practice)")
+    crop: int = _opt(224, "center-crop side; equal to --resize means no crop (MVTec 3D-AD practice)")
+    aspect: float = _opt(1.0, "height/width of the processed image (e.g. 2.5 for KolektorSDD, so thin cracks are not squashed)")
+    coreset_ratio: float = _opt(0.1, "share of train patches kept in the memory bank (PatchCore: 10%)")
+    coreset_proj_dim: int | None = _opt(256, "random projection for the greedy coreset's distances (PatchCore: 128-256)")
+    sigma: float = _opt(4.0, "Gaussian smoothing of score maps, pixels (PatchCore: 4)")
+    image_score: str | None = _opt(None, "max | top1; default max, top1 for unified (CADA scores aligned maps by their top pixel)",
+                                   choices=("max", "top1"))  # fmt: skip
+    thr_k: float = _opt(3.0, "THR threshold = mu + k * sigma of nominal validation pixels (TTT4AS paper's best: 3)")
+    seed: int = _opt(0, "seeds coreset, random backbones, CFM and CADA training")
+    # CFM: 3D extractor and crossmodal mapping
+    backbone_3d: str = _opt("fpfh", "CFM's 3D extractor (fpfh needs no weights)", "cfm", choices=("fpfh", "pointmae"))
+    weights_3d: str | None = _opt(None, "local Point-MAE checkpoint (default: random init)", "cfm")
+    block_3d: int = _opt(-1, "Point-MAE block to map (layer pruning)", "cfm")
+    groups_3d: int = _opt(1024, "Point-MAE groups (FPS centres)", "cfm")
+    plane_distance: float = _opt(0.005, "background plane removal distance (data units)", "cfm")
+    cfm_epochs: int = _opt(250, "crossmodal mapping epochs (CFM paper: 250)", "cfm")
+    cfm_aggregation: str = _opt("product", "how the two discrepancy maps combine (CFM paper: product)", "cfm", choices=("product", "sum", "max"))
+    # unified (absolute-unified, CADA)
+    route: str = _opt("none", "none: one bank for every class; clusters: one per label-free implicit class", "unified", choices=("none", "clusters"))
+    k: int | None = _opt(None, "clusters for --route clusters (default: best silhouette in 2..10)", "unified")
+    cada_iterations: int = _opt(2000, "CADA regressor SGD iterations", "unified")
+    cada_dropout: float = _opt(0.25, "CADA regressor dropout", "unified")
+    cada_alpha: float = _opt(0.1, "CADA weight of the max target against the mean", "unified")
+    cada_variant: str = _opt("meanmax", "meanstd = the (u, sigma) variant", "unified", choices=("meanmax", "meanstd"))
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; choose from {METHODS}")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise ConfigError(f"{f.name} must be one of {choices}, got {value!r}")
+            owner = f.metadata.get("method")
+            if owner and owner != self.method and value != f.default:
+                raise ConfigError(f"--{f.name.replace('_', '-')} applies to --method {owner} only (method is {self.method})")
+        if self.image_score is None:
+            object.__setattr__(self, "image_score", "top1" if self.method == "unified" else "max")
+        elif self.method == "unified" and self.image_score != "top1":
+            raise ConfigError("unified models score aligned maps by their top pixel (CADA): --image-score must be top1")
+        checks = [
+            (0 < self.coreset_ratio <= 1, f"--coreset-ratio must be in (0, 1], got {self.coreset_ratio}"),
+            (self.thr_k >= 0, f"--thr-k must be >= 0, got {self.thr_k}"),
+            (self.sigma >= 0, f"--sigma must be >= 0, got {self.sigma}"),
+            (0 < self.crop <= self.resize, f"--crop must be in (0, --resize], got {self.crop} with resize {self.resize}"),
+            (self.aspect > 0, f"--aspect must be > 0, got {self.aspect}"),
+            (self.k is None or self.k >= 2, f"--k must be >= 2, got {self.k}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Read a stored config; keys of another version are dropped, values are re-validated."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+BINARISERS = ("thr", "ttt4as", "mebin")  # every binariser a report can hold, in display order
+ALIGNS = ("none", "cada", "class")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How an evaluation binarises and what it reads; part of every unit's identity (nightly)."""
+
+    segment: tuple[str, ...] = ("thr", "ttt4as")  # mebin on request: it is a baseline
+    ttt4as: dict[str, Any] = field(default_factory=dict)  # TTT4AS's own parameters; its defaults live in TTT4AS
+    batch_size: int = 8
+    classes: tuple[str, ...] | None = None
+    align: str | None = None  # unified models: none | cada (default) | class
+    max_pixels: int = 64_000_000  # decompression-bomb guard per image
+
+    def __post_init__(self) -> None:
+        segment = tuple(self.segment)
+        unknown = sorted(set(segment) - set(BINARISERS))
+        if unknown or not segment:
+            raise ConfigError(f"unknown or no binariser(s) {unknown}; choose from {BINARISERS}")
+        object.__setattr__(self, "segment", tuple(b for b in BINARISERS if b in segment))
+        if self.align is not None and self.align not in ALIGNS:
+            raise ConfigError(f"--align must be one of {ALIGNS}, got {self.align!r}")
+        if self.batch_size < 1 or self.max_pixels < 1:
+            raise ConfigError("--batch-size and --max-pixels must be >= 1")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(sorted(self.classes)))
+        if "ttt4as" in segment:
+            from raydist.segment.ttt4as import TTT4AS
+
+            object.__setattr__(self, "ttt4as", TTT4AS(**self.ttt4as).get_params())  # validated, every default spelled out
+        elif self.ttt4as:
+            raise ConfigError("TTT4AS options were given but --segment has no ttt4as")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["segment"], d["classes"] = list(self.segment), list(self.classes) if self.classes else None
+        return d
+
+    def make_ttt4as(self):
+        from raydist.segment.ttt4as import TTT4AS
+
+        return TTT4AS(**self.ttt4as) if "ttt4as" in self.segment else None
+
+    def make_mebin(self):
+        from raydist.segment.mebin import MEBin
+
+        return MEBin() if "mebin" in self.segment else None

@@ -1,0 +1,104 @@
+"""Evaluation: plan the units, run the stages (local executor here), write metrics.json from the results.
+
+``plan`` and ``finish`` are shared by both executors; only the loop in between differs. The
+local loop holds one unit at a time, so memory is bounded whatever the archive's size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from raydist.config import EvalConfig, ModelConfig
+from raydist.data.dataset import duplicate_ids
+from raydist.engine import results
+from raydist.engine.rows import INPUT_COLUMNS
+from raydist.engine.scoring import Scorer
+from raydist.engine.stages import score_unit, segment_unit
+from raydist.engine.units import Unit, list_units, read_unit, run_key
+from raydist.model_store import bins_reference, load_meta
+from raydist.progress import Progress
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class Plan:
+    """What a run will do: every unit of the archive, the ones still to evaluate, and their context."""
+
+    cfg: EvalConfig
+    meta: dict[str, Any]
+    key: str  # run key: model files + evaluation options
+    units: list[Unit]
+    todo: list[Unit]
+    duplicates: dict[str, int]
+    bins: tuple[float, float]
+
+    @property
+    def n_images(self) -> int:
+        return sum(u.n_rows for u in self.todo)
+
+
+def plan(data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig, resume: bool, storage_options=None, log: Log = _quiet) -> Plan:
+    """List the archive's units; without ``resume`` start from scratch, with it (nightly) keep the
+    finished units that still describe the archive and drop the rest, saying why."""
+    meta = load_meta(model_uri, storage_options)
+    ModelConfig.from_dict(meta["config"])  # a stored config is re-validated before any work
+    key = run_key(model_uri, cfg.to_dict(), storage_options)
+    units = list_units(data_uri, cfg.classes, storage_options, key)
+    if resume:
+        finished = results.done_units(out_uri, storage_options)
+        current = {u.uid for u in units}
+        stale = sorted(finished - current)
+        if stale:
+            previous = results.last_run_key(out_uri, storage_options)
+            why = ("model or options changed since the last run" if previous not in (None, key) else
+                   "input files changed or disappeared since the last run")  # fmt: skip
+            log(f"[evaluate] {why}: dropping the results of {len(stale)} units, {len(current - finished)} units to do")
+            results.drop_units(out_uri, stale, storage_options)
+        todo = [u for u in units if u.uid not in finished]
+    else:
+        results.reset(out_uri, storage_options)
+        todo = units
+    dups = duplicate_ids(data_uri, cfg.classes, ["test"], storage_options)
+    p = Plan(cfg, meta, key, units, todo, dups, bins_reference(meta))
+    log(f"[evaluate] {len(units)} units ({sum(u.n_rows for u in units)} images), {len(todo)} to do ({p.n_images} images)")
+    return p
+
+
+def finish(p: Plan, out_uri: str, executor: dict[str, Any], evaluated: int, elapsed: float, storage_options=None) -> dict[str, Any]:
+    """``metrics.json`` from the results on storage; the same for every executor but ``timing``/``executor``."""
+    report = results.metrics_from_results(out_uri, list(p.cfg.segment), storage_options)
+    report["duplicates"] = p.duplicates
+    report["config"] = {"model": p.meta["config"], "evaluate": p.cfg.to_dict()}
+    report["run_key"] = p.key
+    report["executor"] = executor
+    report["timing"] = {"total_s": elapsed, "images_evaluated": evaluated, "images_per_s": evaluated / max(elapsed, 1e-9)}
+    results.write_metrics(report, out_uri, storage_options)
+    return report
+
+
+def evaluate(
+    data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig | None = None, resume: bool = False, storage_options=None, log: Log = _quiet
+) -> dict[str, Any]:
+    """The local executor: every unit in turn, in this process (no Ray); returns the report."""
+    cfg = cfg or EvalConfig()
+    t0 = time.perf_counter()
+    p = plan(data_uri, model_uri, out_uri, cfg, resume, storage_options, log)
+    progress = Progress(len(p.todo), p.n_images)
+    evaluated = 0
+    if p.todo:
+        scorer = Scorer(model_uri, cfg, storage_options=storage_options, duplicates=p.duplicates)
+        for unit in p.todo:
+            scored = score_unit(scorer, read_unit(unit, data_uri, INPUT_COLUMNS, storage_options), cfg.batch_size)
+            table, summary = segment_unit(unit.uid, scored, cfg, p.bins)
+            results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
+            evaluated += unit.n_rows
+            log(f"[evaluate] {progress.step(unit.n_rows)}")
+    return finish(p, out_uri, {"kind": "local"}, evaluated, time.perf_counter() - t0, storage_options)

@@ -1,0 +1,141 @@
+"""Fitting: one fit unit per class (or one for the whole archive), each saved the moment it is done.
+
+A unit's ``fit_key`` hashes the model config and the fingerprints of the unit's train/val files,
+so a rerun after a crash, or after new classes arrived, fits only the units that are missing or
+whose config or data changed. ``finish_fit`` writes ``model.json`` (the complete set) last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from raydist.config import ModelConfig
+from raydist.data.dataset import iter_batches, list_partitions, open_dataset, partition_filter
+from raydist.engine.rows import INPUT_COLUMNS, Decoded, decode_row
+from raydist.engine.units import file_fingerprint
+from raydist.errors import ConfigError, RowError
+from raydist.features.encoder import Encoder
+from raydist.methods import detector_class
+from raydist.model_store import ALL, load_unit_record, save_unit, write_model
+from raydist.storage import filesystem
+
+Log = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class FitUnit:
+    name: str  # a class, or ALL
+    classes: tuple[str, ...]  # the classes whose rows it reads
+    key: str  # config + data fingerprint: a saved unit with this key is current
+
+
+def dataset_classes(data_uri: str, storage_options=None) -> list[str]:
+    return sorted({c for c, _ in list_partitions(data_uri, storage_options)})
+
+
+def _data_fingerprint(data_uri: str, classes: tuple[str, ...], storage_options=None) -> str:
+    dset = open_dataset(data_uri, storage_options)
+    fs, _ = filesystem(data_uri, storage_options)
+    files = sorted(f.path for f in dset.get_fragments(filter=partition_filter(classes, ["train", "val"])))
+    return ";".join(f"{p}={file_fingerprint(fs.info(p))}" for p in files)
+
+
+def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None) -> list[FitUnit]:
+    """The fit units of this config: one per class, or one over every (selected) class."""
+    classes = tuple(sorted(classes)) if classes else tuple(dataset_classes(data_uri, storage_options))
+    if not classes:
+        raise ConfigError(f"no class found in {data_uri}")
+    groups = [(ALL, classes)] if detector_class(cfg.method).scope == "archive" else [(c, (c,)) for c in classes]
+    out = []
+    for name, cls in groups:
+        h = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+        h.update(_data_fingerprint(data_uri, cls, storage_options).encode())
+        out.append(FitUnit(name, cls, h.hexdigest()[:16]))
+    return out
+
+
+def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: ModelConfig, skipped: list[str], storage_options=None) -> list[Decoded]:
+    """The unit's nominal rows of one split, decoded; a bad row is recorded in ``skipped``, never fatal."""
+    plane = cfg.plane_distance if detector_class(cfg.method).needs_xyz else None
+    out = []
+    for batch in iter_batches(data_uri, list(unit.classes), [split], INPUT_COLUMNS, 32, storage_options):
+        for r in batch.to_pylist():
+            if int(r.get("label") or 0) != 0:
+                continue  # detectors and THR learn from nominal images only
+            try:
+                out.append(decode_row(r, encoder.prep, plane_distance=plane))
+            except RowError as e:
+                skipped.append(str(e))
+    return out
+
+
+def fit_unit(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, encoder: Encoder, storage_options=None) -> dict[str, Any]:
+    """Fit one unit's detector from its nominal train rows (THR statistics from its val rows) and
+    save it; returns the saved record. Raises :class:`ConfigError` when the unit cannot be fitted."""
+    skipped: list[str] = []
+    train = _nominal(data_uri, unit, "train", encoder, cfg, skipped, storage_options)
+    if not train:
+        raise ConfigError("no decodable nominal train image")
+    val = _nominal(data_uri, unit, "val", encoder, cfg, skipped, storage_options)
+    if not val:
+        raise ConfigError("no nominal val image for the THR statistics (ingest with --val-fraction > 0)")
+    detector = detector_class(cfg.method)(cfg).fit(encoder, train, val)
+    record = save_unit(out_uri, unit.name, detector, unit.key, skipped, storage_options)
+    record["describe"] = detector.describe()
+    return record
+
+
+def with_weights_id(cfg: ModelConfig, device: str | None = None) -> ModelConfig:
+    """The config with the id of the weights its backbone really loads (checked again at scoring)."""
+    return replace(cfg, weights_id=Encoder(cfg, device=device).weights_id)
+
+
+def pending(out_uri: str, units: list[FitUnit], storage_options=None) -> tuple[list[FitUnit], dict[str, dict]]:
+    """Units still to fit, and the saved records of the current ones."""
+    done = {}
+    for u in units:
+        rec = load_unit_record(out_uri, u.name, storage_options)
+        if rec is not None and rec.get("fit_key") == u.key:
+            done[u.name] = rec
+    return [u for u in units if u.name not in done], done
+
+
+def finish_fit(out_uri: str, cfg: ModelConfig, records: dict[str, dict], errors: dict[str, str], reused: int, storage_options=None) -> dict[str, Any]:
+    if not records:
+        raise ConfigError(f"nothing could be fitted: {errors}")
+    units = {name: {k: v for k, v in r.items() if k != "describe"} for name, r in records.items()}
+    write_model(out_uri, cfg, units, errors, storage_options)
+    return {"model": out_uri, "units": sorted(records), "errors": errors, "reused": reused, "weights_id": cfg.weights_id}
+
+
+def fit(
+    data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 16, storage_options=None, log: Log = _quiet
+) -> dict[str, Any]:
+    """The local executor: fit the missing units one after the other, then write ``model.json``."""
+    cfg = with_weights_id(cfg)
+    units = plan_fit(data_uri, cfg, classes, storage_options)
+    todo, records = pending(out_uri, units, storage_options)
+    log(f"[fit] {len(units)} units, {len(records)} already fitted with this config and data, {len(todo)} to fit")
+    errors: dict[str, str] = {}
+    if todo:
+        encoder = Encoder(cfg, batch_size=batch_size)
+        for unit in todo:
+            t = time.perf_counter()
+            try:
+                records[unit.name] = fit_unit(data_uri, out_uri, cfg, unit, encoder, storage_options)
+            except ConfigError as e:
+                errors[unit.name] = str(e)
+                log(f"[fit] {unit.name}: skipped: {e}")
+                continue
+            log(f"[fit] {unit.name}: {records[unit.name]['describe']} ({time.perf_counter() - t:.1f}s)")
+    return finish_fit(out_uri, cfg, records, errors, len(units) - len(todo), storage_options)
+

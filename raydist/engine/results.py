@@ -1,0 +1,118 @@
+"""The results layout both executors write, and ``metrics.json`` computed from it alone.
+
+Under RESULTS_URI::
+
+    results/class_name=C/part-<unit>.parquet   one per work unit (result rows, see RESULT_SCHEMA)
+    _parts/<unit>.json                         the unit's summary: written last, marks the unit done
+    metrics.json                               built from the summaries only
+
+Every write is atomic (dot-named temporary, then a move; one PUT on S3), so a reader never sees
+half a file, and the fixed names make a unit's rerun overwrite instead of duplicate.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raydist.metrics.image import i_ap, i_auroc
+from raydist.metrics.report import _nanmean, to_jsonable
+from raydist.metrics.summary import report_from_summaries
+from raydist.storage import filesystem, join, read_bytes, write_bytes
+
+
+def results_uri(out_uri: str) -> str:
+    return join(out_uri, "results")
+
+
+def write_unit(out_uri: str, uid: str, class_name: str, table: pa.Table, summary: dict[str, Any], storage_options=None) -> None:
+    buf = io.BytesIO()
+    pq.write_table(table.drop_columns(["class_name"]), buf)
+    write_bytes(join(results_uri(out_uri), f"class_name={class_name}", f"part-{uid}.parquet"), buf.getvalue(), storage_options)
+    write_bytes(join(out_uri, "_parts", f"{uid}.json"), json.dumps(summary).encode(), storage_options)  # last: the unit is done
+
+
+def done_units(out_uri: str, storage_options=None) -> set[str]:
+    fs, path = filesystem(join(out_uri, "_parts"), storage_options)
+    if not fs.exists(path):
+        return set()
+    return {p.rsplit("/", 1)[-1][: -len(".json")] for p in fs.ls(path, detail=False) if p.endswith(".json") and not p.rsplit("/", 1)[-1].startswith((".", "_"))}
+
+
+def reset(out_uri: str, storage_options=None) -> None:
+    """Remove every result and summary (a fresh, non-resuming evaluation)."""
+    for sub in ("results", "_parts"):
+        fs, path = filesystem(join(out_uri, sub), storage_options)
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
+def drop_units(out_uri: str, uids: Iterable[str], storage_options=None) -> None:
+    """Remove the results and summaries of units that no longer describe the archive (summary
+    first: a crash in between leaves results that the next run overwrites or drops, never a
+    summary without results)."""
+    fs, root = filesystem(out_uri, storage_options)
+    for uid in uids:
+        summary = f"{root}/_parts/{uid}.json"
+        if fs.exists(summary):
+            fs.rm(summary)
+        for part in fs.glob(f"{root}/results/class_name=*/part-{uid}.parquet"):
+            fs.rm(part)
+
+
+def read_summaries(out_uri: str, storage_options=None) -> Iterator[dict[str, Any]]:
+    for uid in sorted(done_units(out_uri, storage_options)):
+        yield json.loads(read_bytes(join(out_uri, "_parts", f"{uid}.json"), storage_options))
+
+
+def last_run_key(out_uri: str, storage_options=None) -> str | None:
+    """The run key recorded in the previous ``metrics.json`` (None when there is none)."""
+    try:
+        return json.loads(read_bytes(join(out_uri, "metrics.json"), storage_options)).get("run_key")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def alignment_block(images: list[dict]) -> dict[str, Any] | None:
+    """Image-level metrics of every alignment side by side (unified models): pooled and class mean."""
+    ok = [im for im in images if im.get("variant_scores") and im.get("error") is None]
+    if not ok:
+        return None
+    lab = np.array([im["label"] for im in ok])
+    cls = np.array([im["class_name"] for im in ok])
+    out = {}
+    for v in ok[0]["variant_scores"]:
+        sc = np.array([im["variant_scores"][v] for im in ok])
+        out[v] = {
+            "i_auroc_pooled": i_auroc(lab, sc),
+            "i_ap_pooled": i_ap(lab, sc),
+            "i_auroc_mean": _nanmean([i_auroc(lab[cls == c], sc[cls == c]) for c in sorted(set(cls))]),
+        }
+    return to_jsonable(out)
+
+
+def metrics_from_results(out_uri: str, binarisers: list[str], storage_options=None) -> dict[str, Any]:
+    """Every metric of ``metrics.json`` from the unit summaries on storage, so it describes exactly
+    the rows in ``results/``, whichever executor (or how many reruns) wrote them."""
+    variant_images: list[dict] = []
+
+    def summaries() -> Iterator[dict]:
+        for s in read_summaries(out_uri, storage_options):
+            variant_images.extend(im for im in s["images"] if "variant_scores" in im)
+            yield s
+
+    report = report_from_summaries(summaries(), binarisers)
+    align = alignment_block(variant_images)
+    if align is not None:
+        report["alignment"] = align
+    return report
+
+
+def write_metrics(report: dict[str, Any], out_uri: str, storage_options=None) -> None:
+    write_bytes(join(out_uri, "metrics.json"), json.dumps(to_jsonable(report), indent=2).encode(), storage_options)

@@ -1,0 +1,55 @@
+"""Dataset rows -> decoded, preprocessed images: the one place a row can turn into a typed error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raydist.data.decode import DEFAULT_MAX_PIXELS, decode_image, decode_mask
+from raydist.errors import DuplicateImageIdError, InvalidPointCloudError
+from raydist.features.preprocess import Preprocess
+
+INPUT_COLUMNS = ["image_id", "class_name", "split", "label", "defect_type", "image", "mask", "xyz", "height", "width"]
+
+
+@dataclass
+class Decoded:
+    image_id: str
+    class_name: str
+    label: int
+    defect_type: str
+    image: np.ndarray  # (H, W, 3) uint8 at the model's size
+    gt: np.ndarray  # (H, W) bool
+    xyz: np.ndarray | None = None  # (H, W, 3) float32, NaN = no point / background; multimodal methods only
+
+
+def image_id_of(row: dict[str, Any]) -> str:
+    return row.get("image_id") or "<missing image_id>"
+
+
+def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS, plane_distance: float | None = None) -> Decoded:
+    """Decode and transform one dataset row; raises a :class:`~raydist.errors.RowError` naming the row.
+
+    ``plane_distance`` given: the row's point cloud is decoded too (and its background plane removed).
+    """
+    image_id = image_id_of(row)
+    img = decode_image(row.get("image"), image_id, max_pixels)
+    gt = decode_mask(row.get("mask"), image_id, img.shape[:2], label=int(row.get("label") or 0), max_pixels=max_pixels)
+    xyz = None
+    if plane_distance is not None:
+        from raydist.data.decode import decode_xyz
+        from raydist.pointcloud.preprocess import remove_plane
+
+        raw = decode_xyz(row.get("xyz"), image_id, img.shape[:2])
+        if raw is None:
+            raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
+        xyz = remove_plane(prep.xyz(np.nan_to_num(raw, nan=0.0)), plane_distance, image_id=image_id)
+    return Decoded(image_id, row["class_name"], int(row.get("label") or 0), row.get("defect_type") or "", prep.image(img), prep.mask(gt), xyz)
+
+
+def check_duplicate(image_id: str, duplicates: dict[str, int]) -> None:
+    """Every occurrence of a duplicated id is refused: which one is right is the archive owner's call."""
+    if image_id in duplicates:
+        raise DuplicateImageIdError(image_id, f"image_id occurs {duplicates[image_id]} times in the evaluated split")

@@ -1,0 +1,104 @@
+"""Scoring: decoded rows -> score maps, features and THR masks, with whatever detector the model holds."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from raydist.config import EvalConfig, ModelConfig
+from raydist.engine.rows import Decoded, check_duplicate, decode_row, image_id_of
+from raydist.errors import ConfigError, RowError
+from raydist.features.encoder import Encoder
+from raydist.methods import Detector, detector_class
+from raydist.model_store import ALL, load_detector, load_meta
+from raydist.segment.threshold import Threshold
+
+
+@dataclass
+class Scored:
+    """What scoring hands to segmentation for one image."""
+
+    image_id: str
+    class_name: str
+    label: int
+    defect_type: str
+    image_score: float | None = None
+    score_map: np.ndarray | None = None  # (H, W) float32
+    features: np.ndarray | None = None  # (D, h, w) float16: compact hand-off to TTT4AS
+    gt: np.ndarray | None = None
+    thr_mask: np.ndarray | None = None
+    image: np.ndarray | None = None  # kept only on request (overlays, benchmarks)
+    error: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # method-specific report fields (unified: variant_scores, group)
+
+
+class Scorer:
+    """One encoder and an LRU of fitted detectors, scoring batches of dataset rows.
+
+    One per process (or per Ray actor): the backbone is built once; detectors load on first use,
+    evicting the least recently used beyond ``max_detectors``.
+    """
+
+    def __init__(self, model_uri: str, cfg: EvalConfig | None = None, device: str | None = None, max_detectors: int = 16,
+                 storage_options=None, duplicates: dict[str, int] | None = None, keep_images: bool = False):  # fmt: skip
+        self.model_uri, self.storage_options = model_uri, storage_options
+        self.eval = cfg or EvalConfig()
+        self.meta = load_meta(model_uri, storage_options)
+        self.cfg = ModelConfig.from_dict(self.meta["config"])
+        self.method = detector_class(self.cfg.method)
+        align = self.eval.align or self.method.aligns[0]
+        if align not in self.method.aligns:
+            raise ConfigError(f"--align {align}: a {self.cfg.method} model offers {self.method.aligns} (CADA alignment needs --method unified)")
+        self.align = align
+        self.encoder = Encoder(self.cfg, device, expect_weights_id=self.cfg.weights_id)
+        self.duplicates = dict(duplicates or {})
+        self.keep_images = keep_images
+        self.max_detectors = max_detectors
+        self._detectors: OrderedDict[str, Detector] = OrderedDict()
+
+    def unit_of(self, row: dict[str, Any]) -> str:
+        """The fit unit whose detector scores this row; a class the model never saw is a row error."""
+        if self.method.scope == "archive":
+            return ALL
+        cls = row.get("class_name")
+        if cls not in self.meta["units"]:
+            raise RowError(image_id_of(row), f"the model has no detector for class {cls!r}")
+        return cls
+
+    def detector(self, unit: str) -> Detector:
+        if unit in self._detectors:
+            self._detectors.move_to_end(unit)
+            return self._detectors[unit]
+        det = load_detector(self.model_uri, self.meta, unit, self.align, self.storage_options)
+        self._detectors[unit] = det
+        while len(self._detectors) > self.max_detectors:
+            self._detectors.popitem(last=False)
+        return det
+
+    def score_rows(self, rows: Sequence[dict[str, Any]]) -> list[Scored]:
+        """Score a batch; a bad row becomes a :class:`Scored` with ``error`` set, never an exception."""
+        out = [Scored(image_id_of(r), r.get("class_name") or "", int(r.get("label") or 0), r.get("defect_type") or "") for r in rows]
+        plane = self.cfg.plane_distance if self.method.needs_xyz else None
+        groups: dict[str, list[tuple[int, Decoded]]] = {}
+        for i, r in enumerate(rows):
+            try:
+                check_duplicate(out[i].image_id, self.duplicates)
+                unit = self.unit_of(r)
+                groups.setdefault(unit, []).append((i, decode_row(r, self.encoder.prep, self.eval.max_pixels, plane)))
+            except RowError as e:
+                out[i].error = str(e)
+        for unit, items in groups.items():
+            batch = self.detector(unit).score(self.encoder, [d for _, d in items])
+            for j, (i, d) in enumerate(items):
+                o = out[i]
+                o.score_map, o.image_score, o.gt = batch.maps[j], float(batch.image_scores[j]), d.gt
+                o.features = batch.features[j].astype(np.float16)
+                o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
+                o.extras = batch.extras[j]
+                if self.keep_images:
+                    o.image = d.image
+        return out

@@ -1,0 +1,49 @@
+"""The 2D encoder every method shares: backbone + preprocessing, built once per process from the config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from raydist.errors import ConfigError
+from raydist.features.backbones import Backbone
+from raydist.features.preprocess import Preprocess
+
+
+class Encoder:
+    """A frozen backbone and the preprocessing its weights expect (ImageNet normalisation, resize, crop).
+
+    Built once per process (a Ray actor or task, or the local loop) and shared by every detector
+    it scores with: the backbone is the heavy part, banks are per class.
+    """
+
+    def __init__(self, cfg, device: str | None = None, expect_weights_id: str | None = None, batch_size: int = 16):
+        self.backbone = Backbone(cfg.backbone, weights=cfg.weights, block=cfg.block, proj_dim=cfg.proj_dim, seed=cfg.seed, device=device)
+        if expect_weights_id and self.backbone.weights_id != expect_weights_id:
+            raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {expect_weights_id}")
+        self.prep: Preprocess = self.backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
+        self.batch_size = batch_size  # images per forward pass
+        self._grid: tuple[int, int] | None = None
+
+    @property
+    def weights_id(self) -> str:
+        return self.backbone.weights_id
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of every processed image, mask and score map."""
+        return self.prep.size
+
+    def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, H, W, 3) uint8 processed images -> (N, D, h, w) float32 feature grids, in batches."""
+        out = [self.backbone.extract(self.prep.to_tensor(list(images[i : i + self.batch_size]))).features.numpy()
+               for i in range(0, len(images), self.batch_size)]  # fmt: skip
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The feature grid's (h, w) at this size, measured once on a blank image."""
+        if self._grid is None:
+            self._grid = tuple(self.extract([np.zeros((*self.size, 3), np.uint8)]).shape[-2:])
+        return self._grid

@@ -1,0 +1,58 @@
+"""The protocol every detector implements, and what scoring hands on to the binarisers.
+
+A detector turns decoded images into score maps. The engine never asks which one it has: it
+fits one per *fit unit* (a class, or the whole archive for ``scope = "archive"``), stores its
+``state()`` generically, and scores with it. Binarisers (THR, TTT4AS, MEBin) see only a
+:class:`ScoreBatch`: maps, the features TTT4AS trains on, and the nominal statistics THR uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from raydist.engine.rows import Decoded
+from raydist.features.encoder import Encoder
+from raydist.segment.threshold import Threshold
+
+
+@dataclass
+class ScoreBatch:
+    maps: np.ndarray  # (N, H, W) float32 at the encoder's size
+    image_scores: np.ndarray  # (N,)
+    features: np.ndarray  # (N, D, h, w): what a feature-based binariser (TTT4AS) trains on
+    nominal: np.ndarray  # (N, 2): mu, sigma of the nominal validation pixels each map is compared with (THR)
+    extras: list[dict[str, Any]] = field(default_factory=list)  # per image, method-specific report fields
+
+
+class Detector(Protocol):
+    scope: ClassVar[str]  # "class": one fit per class; "archive": one fit over every class (class-agnostic)
+    needs_xyz: ClassVar[bool]  # rows must carry a point cloud
+    aligns: ClassVar[tuple[str, ...]]  # score alignments it offers at evaluation (first = default)
+    signed_maps: ClassVar[bool]  # maps can be negative (aligned maps): metric histograms need an offset
+
+    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> Detector: ...
+
+    def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch: ...
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-able info, tensors): all :meth:`from_state` needs; info has ``thr`` {mu, sigma}."""
+        ...
+
+    @classmethod
+    def from_state(cls, cfg, info: dict[str, Any], tensors: dict[str, np.ndarray], align: str | None = None) -> Detector: ...
+
+    def describe(self) -> str: ...
+
+
+def nominal_stats(maps: np.ndarray, k: float) -> dict[str, float]:
+    """THR's statistics of nominal validation maps (the threshold is mu + k sigma)."""
+    t = Threshold(k).fit(maps)
+    return {"mu": float(t.mu), "sigma": float(t.sigma)}
+
+
+def tile_nominal(stats: dict[str, float], n: int) -> np.ndarray:
+    return np.tile(np.array([[stats["mu"], stats["sigma"]]], np.float64), (n, 1))

@@ -1,0 +1,93 @@
+"""CFM as a :class:`~raydist.methods.base.Detector`: one pair of mapping networks per class.
+
+The anomaly map is the product of the two discrepancy maps (2D->3D and 3D->2D); TTT4AS trains
+on the 2D and 3D feature grids side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from raydist.engine.rows import Decoded
+from raydist.features.encoder import Encoder
+from raydist.methods.base import ScoreBatch, nominal_stats, tile_nominal
+from raydist.methods.cfm.crossmodal import CrossmodalMapping
+
+
+@lru_cache(maxsize=2)
+def point_extractor(name: str, weights: str | None, block: int, seed: int, groups: int):
+    """One 3D extractor per process and setting (Point-MAE weights are loaded once)."""
+    from raydist.features.points import create_point_extractor
+
+    kw = {"groups": groups} if name == "pointmae" else {}
+    return create_point_extractor(name, weights, block, seed, **kw)
+
+
+def features_3d(extractor, decoded: Sequence[Decoded], grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """3D features of each row pooled onto the 2D feature grid -> (N, D3, h, w), valid fraction (N, h, w)."""
+    from raydist.pointcloud.preprocess import valid_mask
+    from raydist.pointcloud.projection import pool_to_grid
+
+    feats, fracs = [], []
+    for d in decoded:
+        f, frac = pool_to_grid(extractor(d.xyz, d.image_id), valid_mask(np.nan_to_num(d.xyz, nan=0.0)), grid)
+        feats.append(f)
+        fracs.append(frac)
+    return torch.stack(feats).numpy(), torch.stack(fracs).numpy()
+
+
+class CFMDetector:
+    scope = "class"
+    needs_xyz = True
+    aligns = ("none",)
+    signed_maps = False
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.mapping = CrossmodalMapping(epochs=cfg.cfm_epochs, aggregation=cfg.cfm_aggregation, sigma=cfg.sigma, seed=cfg.seed)
+        self.info: dict[str, Any] = {}
+
+    def _extractor(self):
+        c = self.cfg
+        return point_extractor(c.backbone_3d, c.weights_3d, c.block_3d, c.seed, c.groups_3d)
+
+    def _features(self, encoder: Encoder, batch: Sequence[Decoded]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        grids = encoder.extract([d.image for d in batch])
+        f3, frac = features_3d(self._extractor(), batch, grids.shape[-2:])
+        return grids, f3, frac
+
+    def _score(self, grids: np.ndarray, f3: np.ndarray, frac: np.ndarray, size) -> tuple[np.ndarray, np.ndarray]:
+        t = torch.from_numpy
+        return self.mapping.score(t(grids), t(f3), t(frac), size, self.cfg.image_score)
+
+    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> CFMDetector:
+        grids, f3, frac = self._features(encoder, train)
+        self.mapping.fit(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac))
+        maps, _ = self._score(*self._features(encoder, val), encoder.size)
+        self.info = {"thr": nominal_stats(maps, self.cfg.thr_k), "n_train": len(train), "n_val": len(val), "dims": [grids.shape[1], f3.shape[1]]}
+        return self
+
+    def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
+        grids, f3, frac = self._features(encoder, batch)
+        maps, scores = self._score(grids, f3, frac, encoder.size)
+        both = np.concatenate([grids, f3], axis=1)  # TTT4AS trains on the 2D + 3D features
+        return ScoreBatch(maps, scores, both, tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch])
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return self.info, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.mapping.state_dict().items()}
+
+    @classmethod
+    def from_state(cls, cfg, info: dict[str, Any], tensors: dict[str, np.ndarray], align: str | None = None) -> CFMDetector:
+        det = cls(cfg)
+        det.mapping.load(tensors, *info["dims"])
+        det.info = info
+        return det
+
+    def describe(self) -> str:
+        i = self.info
+        return f"CFM mapping {i['dims'][0]}<->{i['dims'][1]} from {i['n_train']} images, THR mu={i['thr']['mu']:.4f} sigma={i['thr']['sigma']:.4f}"

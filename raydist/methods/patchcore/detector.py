@@ -1,0 +1,54 @@
+"""PatchCore as a :class:`~raydist.methods.base.Detector`: one bank per class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from raydist.engine.rows import Decoded
+from raydist.errors import ConfigError
+from raydist.features.encoder import Encoder
+from raydist.methods.base import ScoreBatch, nominal_stats, tile_nominal
+from raydist.methods.patchcore.patchcore import PatchCore
+
+
+class PatchCoreDetector:
+    scope = "class"
+    needs_xyz = False
+    aligns = ("none",)
+    signed_maps = False
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.model = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed)
+        self.info: dict[str, Any] = {}
+
+    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> PatchCoreDetector:
+        self.model.fit(encoder.extract([d.image for d in train]))
+        maps, _ = self.model.score(encoder.extract([d.image for d in val]), encoder.size)
+        bank = self.model.bank
+        self.info = {"thr": nominal_stats(maps, self.cfg.thr_k), "n_train": len(train), "n_val": len(val),
+                     "bank_size": int(bank.shape[0]), "dim": int(bank.shape[1])}  # fmt: skip
+        return self
+
+    def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
+        grids = encoder.extract([d.image for d in batch])
+        maps, scores = self.model.score(grids, encoder.size)
+        return ScoreBatch(maps, scores, grids, tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch])
+
+    def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return self.info, {"bank": np.ascontiguousarray(self.model.bank, dtype=np.float16)}
+
+    @classmethod
+    def from_state(cls, cfg, info: dict[str, Any], tensors: dict[str, np.ndarray], align: str | None = None) -> PatchCoreDetector:
+        if "bank" not in tensors:
+            raise ConfigError("a PatchCore state needs a 'bank' tensor")
+        det = cls(cfg)
+        det.model.bank, det.info = tensors["bank"], info
+        return det
+
+    def describe(self) -> str:
+        i = self.info
+        return f"bank {i['bank_size']}x{i['dim']} from {i['n_train']} images, THR mu={i['thr']['mu']:.4f} sigma={i['thr']['sigma']:.4f}"
