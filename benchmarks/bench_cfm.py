@@ -9,10 +9,12 @@ import resource
 import tempfile
 import time
 
+from raydist.config import ModelConfig
 from raydist.data.dataset import read_table
 from raydist.data.synth import SynthConfig, write_synth
-from raydist.config import ModelConfig
-from raydist.pipeline import INPUT_COLUMNS, Scorer, fit_model
+from raydist.engine.fit import fit as fit_model
+from raydist.engine.rows import INPUT_COLUMNS
+from raydist.engine.scoring import Scorer
 
 
 def fps(model: str, rows: list[dict]) -> float:

@@ -18,14 +18,15 @@ import time
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402
-from raydist.config import EvalConfig  # noqa: E402
-from raydist.engine.fit import fit as fit_model  # noqa: E402
+import torch  # noqa: E402
 
+from raydist.config import EvalConfig, ModelConfig  # noqa: E402
 from raydist.data.dataset import rows_to_table, write_table  # noqa: E402
 from raydist.data.synth import SynthConfig, generate_rows  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
+from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.engine.units import list_units  # noqa: E402
-from raydist.config import ModelConfig, load_meta  # noqa: E402
+from raydist.model_store import bins_reference, load_meta  # noqa: E402
 
 
 def main() -> None:
@@ -47,20 +48,19 @@ def main() -> None:
     print(f"evaluate end to end: {n} images in {e2e:.1f}s = {n / e2e:.2f} img/s (1 scoring actor + SVM tasks, 2 CPUs, EfficientNet-Lite0)")
 
     units = list_units(data)
-    actor = dist.ScoringActor.options(num_cpus=0).remote(model, data)
+    actor = dist.ScoringActor.options(num_cpus=0).remote(model, data, EvalConfig(), torch.get_num_threads())
     scored = [actor.score_unit.remote(u) for u in units]
     ray.wait(scored, num_returns=len(scored))
     ray.kill(actor)  # its worker process would otherwise count against the 2-worker pool
     per_image = sum(len(pickle.dumps(ray.get(r))) for r in scored) / n
-    params = EvalConfig().make_ttt4as().get_params()
-    bins = dist.bins_reference(load_meta(model))
+    bins = bins_reference(load_meta(model))
     times = {}
     # num_cpus=2 per task -> one at a time; 1 -> two at a time. The untimed 1-CPU round right before
     # the timed one starts the second worker (Ray reaps idle workers after ~1 s), so start-up
     # (~2 s of imports) is not counted as SVM time.
     for cpus in (2, 1, 1):
         t = time.perf_counter()
-        ray.get([dist.segment_unit.options(num_cpus=cpus).remote(u, s, params, ["thr", "ttt4as"], f"{tmp}/seg{cpus}", bins) for u, s in zip(units, scored)])
+        ray.get([dist.segment_task.options(num_cpus=cpus).remote(u, s, EvalConfig(), bins, f"{tmp}/seg{cpus}", 1) for u, s in zip(units, scored)])
         times[3 - cpus] = time.perf_counter() - t
     print(f"SVM stage over {n} images: 1 task at a time {times[1]:.1f}s, 2 at a time {times[2]:.1f}s -> {times[1] / times[2]:.2f}x")
     print(f"object store: {per_image / 1024:.0f} KiB per image handed from actors to SVM tasks (score map f32 + f16 feature grid + masks)")

@@ -15,8 +15,10 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from raydist.config import ModelConfig  # noqa: E402
 from raydist.data.ingest import ingest  # noqa: E402
 from raydist.data.synth import SynthConfig, write_synth  # noqa: E402
+from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.fidelity import (  # noqa: E402
     mebin_block,
     parse_sweep,
@@ -25,8 +27,6 @@ from raydist.fidelity import (  # noqa: E402
     thr_block,
     ttt4as_block,
 )
-from raydist.config import ModelConfig  # noqa: E402
-from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.segment.ttt4as import TTT4AS  # noqa: E402
 
 # category -> (source folder under the data root, ingest format, model config overrides)

@@ -38,7 +38,7 @@ def add_config_args(p: argparse.ArgumentParser, cls: type) -> None:
         choices = sorted(BACKBONES) if f.name == "backbone" else f.metadata.get("choices")
         groups[owner].add_argument(
             "--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=_field_type(f), choices=choices, default=argparse.SUPPRESS,
-            help=f"{f.metadata['help']} (default: {f.default})",
+            help=f"{f.metadata['help']} (default: {f.default})".replace("%", "%%"),
         )  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 Per work unit (one Parquet row group of the test split):
     ScoringActor.score_unit(unit) -> [Scored] in the object store (score map, float16 feature grid)
-    segment_unit task (num_cpus=1) -> the engine's segment stage, then the unit's results + summary
+    segment_task (num_cpus=1) -> the engine's segment stage, then the unit's results + summary
 The driver moves unit descriptors and small acknowledgements only, and keeps a bounded number of
 units in flight, so memory stays flat however large the archive is. Planning, the stages and
 ``metrics.json`` are the engine's (``raydist.engine``): this module knows no model kind and no

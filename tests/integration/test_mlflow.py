@@ -69,7 +69,7 @@ def test_evaluations_are_logged_and_compared(mlflow_server, small, tmp_path, cap
     assert len(runs) == 2
     first, second = runs
     m1 = json.loads((tmp_path / "r1" / "metrics.json").read_text())
-    assert first.data.params["ttt4as.percentile"] == "99.0" and second.data.params["ttt4as.percentile"] == "95.0"
+    assert first.data.params["evaluate.ttt4as.percentile"] == "99.0" and second.data.params["evaluate.ttt4as.percentile"] == "95.0"
     assert first.data.params["model.backbone"] == "efficientnet_lite0" and int(first.data.params["data.rows"]) == 22
     assert first.data.metrics["f1_ttt4as/_mean"] == pytest.approx(m1["mean"]["ttt4as"]["f1"])
     assert first.data.metrics["i_auroc/stripes"] == pytest.approx(m1["classes"]["stripes"]["i_auroc"])

@@ -8,11 +8,10 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from raydist.config import EvalConfig, ModelConfig  # noqa: E402
 from raydist.data.dataset import read_table  # noqa: E402
 from raydist.data.synth import SynthConfig, write_synth  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
-from raydist.config import ModelConfig  # noqa: E402
-from raydist.config import EvalConfig  # noqa: E402
 from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.storage import read_bytes  # noqa: E402
 from tests.integration.test_s3 import free_port  # noqa: E402

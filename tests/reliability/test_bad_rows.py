@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from raydist.config import EvalConfig
 from raydist.data.dataset import read_table, rows_to_table, write_table
 from raydist.data.decode import encode_npy
-from raydist.config import EvalConfig
 from raydist.engine.evaluate import evaluate
 
 

@@ -8,9 +8,8 @@ import time
 
 import pytest
 
+from raydist.config import EvalConfig, ModelConfig
 from raydist.data.dataset import read_table, rows_to_table, write_table
-from raydist.config import ModelConfig
-from raydist.config import EvalConfig
 from raydist.engine.evaluate import evaluate
 from raydist.engine.fit import fit as fit_model
 from raydist.storage import filesystem

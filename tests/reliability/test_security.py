@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from raydist.errors import ConfigError
 from raydist.config import EvalConfig
 from raydist.engine.evaluate import evaluate
+from raydist.errors import ConfigError
 from tests.integration.test_s3 import free_port
 
 SENTINEL = "SENTINEL-5e3cr3t-do-not-leak"
@@ -67,7 +67,7 @@ def test_planted_pickle_model_is_refused(wrn_model_uri, synth_uri, tmp_path):
         def __reduce__(self):
             return (open, (str(marker), "w"))
 
-    bank = next((model / "banks").glob("*.safetensors"))
+    bank = next((model / "units").glob("*.safetensors"))
     bank.write_bytes(pickle.dumps({"bank": Evil()}))
     with pytest.raises(ConfigError, match="refusing to load"):
         evaluate(synth_uri, str(model), str(tmp_path / "r"), EvalConfig(classes=("blobs", "checker", "stripes")))

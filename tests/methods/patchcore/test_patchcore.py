@@ -3,8 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from raydist.config import ModelConfig
-from raydist.config import EvalConfig
+from raydist.config import EvalConfig, ModelConfig
 from raydist.engine.evaluate import evaluate
 from raydist.engine.fit import fit as fit_model
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
@@ -39,7 +38,7 @@ def test_end_to_end_synthetic_random_wrn50(synth_uri, wrn_model_uri, tmp_path):
     assert mean["i_auroc"] > 0.6 and mean["p_auroc"] > 0.65
     on_disk = json.loads((tmp_path / "res" / "metrics.json").read_text())
     assert on_disk["mean"]["i_auroc"] == pytest.approx(mean["i_auroc"])
-    assert set(on_disk["classes"]) == {"blobs", "checker", "stripes"}
+    assert set(on_disk["classes"]) == {"blobs", "checker", "stripes"} and on_disk["config"]["evaluate"]["segment"] == ["thr"]
     assert on_disk["pooled"]["n_images"] == 30 and "thr" in on_disk["pooled"] and "ttt4as" not in on_disk["pooled"]
 
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from raydist.methods.unified.cada import CADA, Regressor, align_maps
 from raydist.errors import ConfigError
+from raydist.methods.unified.cada import CADA, Regressor, align_maps
 
 
 def class_data(n_per=24, seed=0):

