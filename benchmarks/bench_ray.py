@@ -26,7 +26,7 @@ from raydist.data.synth import SynthConfig, generate_rows  # noqa: E402
 from raydist.distributed import evaluate as dist  # noqa: E402
 from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.engine.units import list_units  # noqa: E402
-from raydist.model_store import bins_reference, load_meta  # noqa: E402
+from raydist.model_store import load_meta, score_offset  # noqa: E402
 
 
 def main() -> None:
@@ -53,14 +53,14 @@ def main() -> None:
     ray.wait(scored, num_returns=len(scored))
     ray.kill(actor)  # its worker process would otherwise count against the 2-worker pool
     per_image = sum(len(pickle.dumps(ray.get(r))) for r in scored) / n
-    bins = bins_reference(load_meta(model))
+    offset = score_offset(load_meta(model))
     times = {}
     # num_cpus=2 per task -> one at a time; 1 -> two at a time. The untimed 1-CPU round right before
     # the timed one starts the second worker (Ray reaps idle workers after ~1 s), so start-up
     # (~2 s of imports) is not counted as SVM time.
     for cpus in (2, 1, 1):
         t = time.perf_counter()
-        ray.get([dist.segment_task.options(num_cpus=cpus).remote(u, s, EvalConfig(), bins, f"{tmp}/seg{cpus}", 1) for u, s in zip(units, scored)])
+        ray.get([dist.segment_task.options(num_cpus=cpus).remote(u, s, EvalConfig(), offset, f"{tmp}/seg{cpus}", 1) for u, s in zip(units, scored)])
         times[3 - cpus] = time.perf_counter() - t
     print(f"SVM stage over {n} images: 1 task at a time {times[1]:.1f}s, 2 at a time {times[2]:.1f}s -> {times[1] / times[2]:.2f}x")
     print(f"object store: {per_image / 1024:.0f} KiB per image handed from actors to SVM tasks (score map f32 + f16 feature grid + masks)")

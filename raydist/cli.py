@@ -23,23 +23,28 @@ def _field_type(f: dataclasses.Field) -> type:
     return int if t.startswith("int") else float if t.startswith("float") else str
 
 
-def add_config_args(p: argparse.ArgumentParser, cls: type) -> None:
+def add_config_args(p: argparse.ArgumentParser, cls: type, only: Sequence[str] | None = None) -> None:
     """One flag per config field, its help and default read from the field: a default lives in the
     config only (flags the user does not give are not passed, so the dataclass fills them in)."""
     from raydist.features.backbones import BACKBONES
 
     groups: dict[str | None, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(cls):
-        if not f.metadata.get("cli", True):
+        if not f.metadata.get("cli", True) or (only is not None and f.name not in only):
             continue
         owner = f.metadata.get("method")
         if owner not in groups:
             groups[owner] = p.add_argument_group(f"{owner} only" if owner else "model")
         choices = sorted(BACKBONES) if f.name == "backbone" else f.metadata.get("choices")
         groups[owner].add_argument(
-            "--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", type=_field_type(f), choices=choices, default=argparse.SUPPRESS,
+            "--" + f.name.replace("_", "-"), dest=f"cfg_{f.name}", metavar=None if choices else f.name.upper(), type=_field_type(f),
+            choices=choices, default=argparse.SUPPRESS,
             help=f"{f.metadata['help']} (default: {f.default})".replace("%", "%%"),
         )  # fmt: skip
+
+
+# what `segment` needs of a model: the backbone TTT4AS trains on and how images are processed
+SEGMENT_FIELDS = ("backbone", "weights", "block", "proj_dim", "resize", "crop", "aspect", "image_score", "thr_k", "seed")
 
 
 def model_config(a: argparse.Namespace):
@@ -47,6 +52,8 @@ def model_config(a: argparse.Namespace):
     from raydist.config import ModelConfig
 
     given = {k[4:]: v for k, v in vars(a).items() if k.startswith("cfg_")}
+    if a.verb == "segment":
+        return ModelConfig(method="maps", maps=a.maps, **given)
     if a.unified:
         if given.get("method", "unified") != "unified":
             raise ConfigError(f"--unified is --method unified; it cannot be combined with --method {given['method']}")
@@ -65,12 +72,13 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     add_config_args(p, ModelConfig)
 
 
-def _add_eval_args(p: argparse.ArgumentParser) -> None:
+def _add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     from raydist.config import EvalConfig
 
     d = {f.name: f.default for f in dataclasses.fields(EvalConfig) if f.default is not dataclasses.MISSING}
     p.add_argument("--data", required=True, help="dataset URI (its test split is evaluated)")
-    p.add_argument("--model", required=True, help="model URI written by `raydist fit`")
+    if with_model:
+        p.add_argument("--model", required=True, help="model URI written by `raydist fit`")
     p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
     p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
     p.add_argument("--segment", default=argparse.SUPPRESS, help=f"binarisers, comma-separated: thr,ttt4as,mebin (default: {','.join(d['segment'])})")
@@ -81,7 +89,7 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
                    help=f"images larger than this are refused, a decompression-bomb guard (default: {d['max_pixels']})")
     g = p.add_argument_group("TTT4AS (defaults and their reasons: README, TTT4AS section)")
     for flag, key, kw in _ttt4as_help():
-        g.add_argument(flag, dest=f"ttt_{key}", default=argparse.SUPPRESS, **kw)
+        g.add_argument(flag, dest=f"ttt_{key}", metavar=None if kw["choices"] else key.upper(), default=argparse.SUPPRESS, **kw)
 
 
 def _ttt4as_help() -> list[tuple[str, str, dict]]:
@@ -187,6 +195,15 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     p = sub.add_parser("nightly", help="evaluate only the test units whose results are missing or stale (idempotent; on Ray unless --executor local)")
     _add_eval_args(p)
     _add_ray_args(p, "ray")
+    _add_tracking_args(p)
+
+    p = sub.add_parser("segment", help="binarise another detector's score maps (THR, TTT4AS, MEBin): bring your own maps")
+    p.add_argument("--maps", required=True, help="Parquet dataset with image_id + score_map (.npy / PNG / TIFF), any resolution")
+    _add_eval_args(p, with_model=False)
+    from raydist.config import ModelConfig
+
+    add_config_args(p, ModelConfig, only=SEGMENT_FIELDS)
+    _add_ray_args(p, executor_default)
     _add_tracking_args(p)
 
     p = sub.add_parser("compare", help="table + trend chart of the last N runs of an MLflow experiment")
@@ -301,10 +318,12 @@ def _run(a: argparse.Namespace) -> int:
             print(f"mlflow run {rid} at {tracker.shown_uri}")
             _report_tracking(tracker)
         return 0
-    if a.verb in ("evaluate", "nightly"):
+    if a.verb in ("evaluate", "nightly", "segment"):
         cfg = eval_config(a)
         tracker = _tracker(a)
         resume = a.verb == "nightly"
+        if a.verb == "segment":
+            a.model = _fit_maps_model(a)
         if a.executor == "ray":
             from raydist.distributed import evaluate as dist
 
@@ -335,6 +354,26 @@ def _run(a: argparse.Namespace) -> int:
             print(f"chart: {a.chart}")
         return 0
     raise AssertionError(a.verb)
+
+
+def _fit_maps_model(a: argparse.Namespace) -> str:
+    """`segment`: the maps "model" (THR statistics of the nominal val maps, per class) under OUT/model."""
+    from raydist.storage import join
+
+    if os.path.abspath(a.maps).startswith(os.path.abspath(a.out) + os.sep) or os.path.abspath(a.maps) == os.path.abspath(a.out):
+        raise ConfigError("--maps lies inside --out, whose results are rewritten: write the results elsewhere")
+    cfg, model = model_config(a), join(a.out, "model")
+    if a.executor == "ray":
+        from raydist.distributed import evaluate as dist
+        from raydist.distributed.fit import fit as fit_ray
+
+        dist.init(a.address, a.num_cpus)
+        fit_ray(a.data, model, cfg, a.classes)
+    else:
+        from raydist.engine.fit import fit
+
+        fit(a.data, model, cfg, a.classes, log=print)
+    return model
 
 
 def _log_evaluation(tracker, a: argparse.Namespace, report: dict) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from raydist.errors import ConfigError
 
-METHODS = ("patchcore", "cfm", "unified")
+METHODS = ("patchcore", "cfm", "unified", "maps")
 
 
 def _opt(default: Any, help: str, method: str | None = None, **kw: Any) -> Any:
@@ -26,7 +26,8 @@ def _opt(default: Any, help: str, method: str | None = None, **kw: Any) -> Any:
 class ModelConfig:
     """Everything a fitted model depends on (defaults: the papers', reasons in the help)."""
 
-    method: str = _opt("patchcore", "patchcore | cfm (RGB + point cloud) | unified (one model for all classes, CADA)", choices=METHODS)
+    method: str = _opt("patchcore", "patchcore | cfm (RGB + point cloud) | unified (one model for all classes, CADA) | "
+                                    "maps (another detector's score maps, `raydist segment`)", choices=METHODS)  # fmt: skip
     backbone: str = _opt("efficientnet_lite0", "2D feature extractor (EfficientNet-Lite0: the one packaged ImageNet backbone)")
     weights: str | None = _opt(None, "'none' (random), 'packaged' (EfficientNet-Lite0), or a local file; default per backbone")
     weights_id: str = _opt("", "filled in by fit: which weights the backbone loaded", cli=False)
@@ -57,6 +58,8 @@ class ModelConfig:
     cada_dropout: float = _opt(0.25, "CADA regressor dropout", "unified")
     cada_alpha: float = _opt(0.1, "CADA weight of the max target against the mean", "unified")
     cada_variant: str = _opt("meanmax", "meanstd = the (u, sigma) variant", "unified", choices=("meanmax", "meanstd"))
+    # maps: bring your own score maps
+    maps: str | None = _opt(None, "dataset of score maps from any detector (image_id + score_map); see README, Bring your own maps", "maps")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -69,6 +72,8 @@ class ModelConfig:
             owner = f.metadata.get("method")
             if owner and owner != self.method and value != f.default:
                 raise ConfigError(f"--{f.name.replace('_', '-')} applies to --method {owner} only (method is {self.method})")
+        if self.method == "maps" and not self.maps:
+            raise ConfigError("method maps needs --maps (the score maps' dataset URI)")
         if self.image_score is None:
             object.__setattr__(self, "image_score", "top1" if self.method == "unified" else "max")
         elif self.method == "unified" and self.image_score != "top1":

@@ -42,5 +42,13 @@ class DuplicateImageIdError(RowError):
     kind = "duplicate_image_id"
 
 
+class MissingMapError(RowError):
+    kind = "missing_map"
+
+
+class InvalidMapError(RowError):
+    kind = "invalid_map"
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid (raised before any work starts)."""

@@ -82,14 +82,8 @@ def load_detector(uri: str, meta: dict[str, Any], name: str, align: str | None =
     return detector_class(cfg.method).from_state(cfg, record["info"], tensors, align)
 
 
-def bins_reference(meta: dict[str, Any]) -> tuple[float, float]:
-    """One bin layout for every class of a run (so the pooled view can merge them): (reference, offset).
-
-    Raw distances: the geometric mean of the units' THR mu, no offset. Signed (aligned) maps are
-    ~0 for normal pixels, ~1 at a normal image's max and can be negative: offset 10 and reference
-    10 cover scores from -10 to ~10,000 with the same relative resolution.
-    """
-    if detector_class(meta["config"]["method"]).signed_maps:
-        return 10.0, 10.0
-    mus = [u["info"]["thr"]["mu"] for u in meta["units"].values() if u["info"]["thr"]["mu"] > 0]
-    return (float(np.exp(np.mean(np.log(mus)))) if mus else 1.0), 0.0
+def score_offset(meta: dict[str, Any]) -> float:
+    """Added to scores before the metrics' log-spaced histogram bins: 0 for distances; 10 for
+    signed (aligned) maps, which are ~0 for normal pixels, ~1 at a normal image's max and can be
+    negative (down to -10)."""
+    return 10.0 if detector_class(meta["config"]["method"]).signed_maps else 0.0

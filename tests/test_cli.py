@@ -6,7 +6,7 @@ import pytest
 
 from raydist.cli import main
 
-VERBS = ("ingest", "synth", "summary", "fit", "evaluate", "nightly")
+VERBS = ("ingest", "synth", "summary", "fit", "evaluate", "nightly", "segment")
 
 
 @pytest.mark.parametrize("verb", VERBS)

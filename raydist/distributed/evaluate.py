@@ -86,11 +86,11 @@ class ScoringActor:
 
 
 @ray.remote(num_cpus=1, max_retries=3)
-def segment_task(unit: Unit, scored: list[Scored], cfg: EvalConfig, bins: tuple[float, float], out_uri: str, threads: int,
+def segment_task(unit: Unit, scored: list[Scored], cfg: EvalConfig, offset: float, out_uri: str, threads: int,
                  storage_options=None) -> dict[str, Any]:  # fmt: skip
     """The segment stage of one unit, then its results and summary; idempotent (fixed names)."""
     _match_driver_threads(threads)
-    table, summary = segment_unit(unit.uid, scored, cfg, bins)
+    table, summary = segment_unit(unit.uid, scored, cfg, offset)
     results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
     return {"unit": unit.uid, "n_rows": summary["n_rows"], "n_errors": sum(im["error"] is not None for im in summary["images"])}
 
@@ -138,7 +138,7 @@ def evaluate(
             for ref in ready:
                 if ref in pending_score:
                     u = pending_score.pop(ref)
-                    pending_seg.append(segment_task.remote(u, ref, cfg, p.bins, out_uri, threads, storage_options))
+                    pending_seg.append(segment_task.remote(u, ref, cfg, p.offset, out_uri, threads, storage_options))
                 else:
                     pending_seg.remove(ref)
                     res = ray.get(ref)

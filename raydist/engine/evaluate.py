@@ -18,7 +18,8 @@ from raydist.engine.rows import INPUT_COLUMNS
 from raydist.engine.scoring import Scorer
 from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, list_units, read_unit, run_key
-from raydist.model_store import bins_reference, load_meta
+from raydist.errors import ConfigError
+from raydist.model_store import load_meta, score_offset
 from raydist.progress import Progress
 
 Log = Callable[[str], None]
@@ -38,7 +39,7 @@ class Plan:
     units: list[Unit]
     todo: list[Unit]
     duplicates: dict[str, int]
-    bins: tuple[float, float]
+    offset: float  # added to scores before histogram binning (signed maps)
 
     @property
     def n_images(self) -> int:
@@ -50,6 +51,9 @@ def plan(data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig, resume: b
     finished units that still describe the archive and drop the rest, saying why."""
     meta = load_meta(model_uri, storage_options)
     ModelConfig.from_dict(meta["config"])  # a stored config is re-validated before any work
+    no_thr = sorted(name for name, u in meta["units"].items() if u["info"].get("thr") is None)
+    if "thr" in cfg.segment and no_thr:
+        raise ConfigError(f"THR needs nominal validation maps, and {no_thr} have none: add them, or leave thr out of --segment")
     key = run_key(model_uri, cfg.to_dict(), storage_options)
     units = list_units(data_uri, cfg.classes, storage_options, key)
     if resume:
@@ -67,7 +71,7 @@ def plan(data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig, resume: b
         results.reset(out_uri, storage_options)
         todo = units
     dups = duplicate_ids(data_uri, cfg.classes, ["test"], storage_options)
-    p = Plan(cfg, meta, key, units, todo, dups, bins_reference(meta))
+    p = Plan(cfg, meta, key, units, todo, dups, score_offset(meta))
     log(f"[evaluate] {len(units)} units ({sum(u.n_rows for u in units)} images), {len(todo)} to do ({p.n_images} images)")
     return p
 
@@ -97,7 +101,7 @@ def evaluate(
         scorer = Scorer(model_uri, cfg, storage_options=storage_options, duplicates=p.duplicates)
         for unit in p.todo:
             scored = score_unit(scorer, read_unit(unit, data_uri, INPUT_COLUMNS, storage_options), cfg.batch_size)
-            table, summary = segment_unit(unit.uid, scored, cfg, p.bins)
+            table, summary = segment_unit(unit.uid, scored, cfg, p.offset)
             results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
             evaluated += unit.n_rows
             log(f"[evaluate] {progress.step(unit.n_rows)}")

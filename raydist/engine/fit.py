@@ -49,6 +49,12 @@ def _data_fingerprint(data_uri: str, classes: tuple[str, ...], storage_options=N
     return ";".join(f"{p}={file_fingerprint(fs.info(p))}" for p in files)
 
 
+def _files_fingerprint(uri: str, storage_options=None) -> str:
+    fs, root = filesystem(uri, storage_options)
+    files = fs.find(root, detail=True) if fs.isdir(root) else {root: fs.info(root)}
+    return ";".join(f"{p}={file_fingerprint(i)}" for p, i in sorted(files.items()))
+
+
 def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None) -> list[FitUnit]:
     """The fit units of this config: one per class, or one over every (selected) class."""
     classes = tuple(sorted(classes)) if classes else tuple(dataset_classes(data_uri, storage_options))
@@ -59,6 +65,8 @@ def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None
     for name, cls in groups:
         h = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode())
         h.update(_data_fingerprint(data_uri, cls, storage_options).encode())
+        for uri in detector_class(cfg.method).fit_inputs(cfg):  # other inputs a detector reads (BYO maps)
+            h.update(_files_fingerprint(uri, storage_options).encode())
         out.append(FitUnit(name, cls, h.hexdigest()[:16]))
     return out
 
@@ -82,13 +90,10 @@ def fit_unit(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, encod
     """Fit one unit's detector from its nominal train rows (THR statistics from its val rows) and
     save it; returns the saved record. Raises :class:`ConfigError` when the unit cannot be fitted."""
     skipped: list[str] = []
-    train = _nominal(data_uri, unit, "train", encoder, cfg, skipped, storage_options)
-    if not train:
-        raise ConfigError("no decodable nominal train image")
-    val = _nominal(data_uri, unit, "val", encoder, cfg, skipped, storage_options)
-    if not val:
-        raise ConfigError("no nominal val image for the THR statistics (ingest with --val-fraction > 0)")
-    detector = detector_class(cfg.method)(cfg).fit(encoder, train, val)
+    cls = detector_class(cfg.method)
+    train, val = ([] if split not in cls.fit_splits else _nominal(data_uri, unit, split, encoder, cfg, skipped, storage_options)
+                  for split in ("train", "val"))  # fmt: skip
+    detector = cls(cfg).fit(encoder, train, val)  # raises ConfigError when it lacks the rows it needs
     record = save_unit(out_uri, unit.name, detector, unit.key, skipped, storage_options)
     record["describe"] = detector.describe()
     return record

@@ -23,6 +23,7 @@ class Decoded:
     image: np.ndarray  # (H, W, 3) uint8 at the model's size
     gt: np.ndarray  # (H, W) bool
     xyz: np.ndarray | None = None  # (H, W, 3) float32, NaN = no point / background; multimodal methods only
+    orig_shape: tuple[int, int] | None = None  # (H, W) of the stored image, before resizing and cropping
 
 
 def image_id_of(row: dict[str, Any]) -> str:
@@ -46,7 +47,8 @@ def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_
         if raw is None:
             raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
         xyz = remove_plane(prep.xyz(np.nan_to_num(raw, nan=0.0)), plane_distance, image_id=image_id)
-    return Decoded(image_id, row["class_name"], int(row.get("label") or 0), row.get("defect_type") or "", prep.image(img), prep.mask(gt), xyz)
+    label, defect = int(row.get("label") or 0), row.get("defect_type") or ""
+    return Decoded(image_id, row["class_name"], label, defect, prep.image(img), prep.mask(gt), xyz, tuple(img.shape[:2]))
 
 
 def check_duplicate(image_id: str, duplicates: dict[str, int]) -> None:

@@ -95,7 +95,13 @@ class Scorer:
             batch = self.detector(unit).score(self.encoder, [d for _, d in items])
             for j, (i, d) in enumerate(items):
                 o = out[i]
-                o.score_map, o.image_score, o.gt = batch.maps[j], float(batch.image_scores[j]), d.gt
+                if batch.errors is not None and batch.errors[j] is not None:
+                    o.error = batch.errors[j]
+                    continue
+                # the map at the precision results store it (float16): every binariser and metric sees
+                # exactly the stored map, so re-binarising results (raydist segment) reproduces them
+                o.score_map = batch.maps[j].astype(np.float16).astype(np.float32)
+                o.image_score, o.gt = float(batch.image_scores[j]), d.gt
                 o.features = batch.features[j].astype(np.float16)
                 o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
                 o.extras = batch.extras[j]

@@ -82,7 +82,7 @@ def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict) -> dict[str,
     }
 
 
-def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, bins: tuple[float, float]) -> tuple[pa.Table, dict[str, Any]]:
+def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: float) -> tuple[pa.Table, dict[str, Any]]:
     """Binarise one unit's images: its result table and its summary (exact per-image counts,
     mergeable per-class pixel histograms): all ``metrics.json`` is ever computed from."""
     ttt4as, mebin = cfg.make_ttt4as(), cfg.make_mebin()
@@ -94,7 +94,7 @@ def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, bins: tupl
         im = {"image_id": s.image_id, "class_name": s.class_name, "label": s.label, "error": s.error, "image_score": s.image_score,
               "counts": {}, **s.extras}  # fmt: skip
         if s.error is None:
-            agg = aggs.setdefault(s.class_name, PixelAggregate.around(bins[0], offset=bins[1]))
+            agg = aggs.setdefault(s.class_name, PixelAggregate.universal(offset))
             agg.add(s.gt, s.score_map)
             if "thr" in cfg.segment:
                 im["counts"]["thr"] = confusion(s.gt, s.thr_mask)

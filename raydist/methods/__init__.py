@@ -12,6 +12,8 @@ def detector_class(method: str) -> type[Detector]:
         from raydist.methods.patchcore import PatchCoreDetector as cls
     elif method == "cfm":
         from raydist.methods.cfm import CFMDetector as cls
+    elif method == "maps":
+        from raydist.methods.maps import ExternalMapsDetector as cls
     elif method == "unified":
         from raydist.methods.unified import UnifiedDetector as cls
     else:

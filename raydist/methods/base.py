@@ -26,6 +26,7 @@ class ScoreBatch:
     features: np.ndarray  # (N, D, h, w): what a feature-based binariser (TTT4AS) trains on
     nominal: np.ndarray  # (N, 2): mu, sigma of the nominal validation pixels each map is compared with (THR)
     extras: list[dict[str, Any]] = field(default_factory=list)  # per image, method-specific report fields
+    errors: list[str | None] | None = None  # per image: why the detector could not score it (a row error), else None
 
 
 class Detector(Protocol):
@@ -33,6 +34,12 @@ class Detector(Protocol):
     needs_xyz: ClassVar[bool]  # rows must carry a point cloud
     aligns: ClassVar[tuple[str, ...]]  # score alignments it offers at evaluation (first = default)
     signed_maps: ClassVar[bool]  # maps can be negative (aligned maps): metric histograms need an offset
+    fit_splits: ClassVar[tuple[str, ...]]  # the nominal splits ``fit`` reads ("train", "val")
+
+    @classmethod
+    def fit_inputs(cls, cfg) -> tuple[str, ...]:
+        """URIs besides the dataset that a fit reads (their fingerprints join the fit key)."""
+        ...
 
     def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> Detector: ...
 
@@ -48,9 +55,30 @@ class Detector(Protocol):
     def describe(self) -> str: ...
 
 
+class BaseDetector:
+    """Defaults of the protocol's class-level fields; a detector overrides what differs."""
+
+    fit_splits: ClassVar[tuple[str, ...]] = ("train", "val")
+
+    @classmethod
+    def fit_inputs(cls, cfg) -> tuple[str, ...]:
+        return ()
+
+
+def require(train: Sequence[Decoded], val: Sequence[Decoded]) -> None:
+    """What every memory-bank-like detector needs before fitting (the engine's message for each)."""
+    from raydist.errors import ConfigError
+
+    if not train:
+        raise ConfigError("no decodable nominal train image")
+    if not val:
+        raise ConfigError("no nominal val image for the THR statistics (ingest with --val-fraction > 0)")
+
+
 def nominal_stats(maps: np.ndarray, k: float) -> dict[str, float]:
-    """THR's statistics of nominal validation maps (the threshold is mu + k sigma)."""
-    t = Threshold(k).fit(maps)
+    """THR's statistics of nominal validation maps (the threshold is mu + k sigma), at the precision
+    maps are stored and binarised (float16), so the same maps brought back give the same threshold."""
+    t = Threshold(k).fit(np.asarray(maps).astype(np.float16))
     return {"mu": float(t.mu), "sigma": float(t.sigma)}
 
 

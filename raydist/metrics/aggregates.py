@@ -6,8 +6,10 @@ divided by its size). Two aggregates of the same bins merge by addition, so part
 any number of workers combine in any order. P-AUROC, P-AP and AUPRO are then read off the
 histograms; image-level metrics and mask P/R/F1 stay exact (one small record per image).
 
-Bins are log-spaced around a per-class reference score (the THR mean of nominal validation maps):
-distances are positive, and log bins give the same *relative* resolution at every score level.
+Bins are log-spaced over a fixed range, 1e-6 to 1e6 (:meth:`PixelAggregate.universal`): scores
+are positive distances (signed, aligned maps get an offset first), log bins give the same
+*relative* resolution (0.17% per bin) at every score level, and, being the same for every model,
+two runs' histograms can always be compared or merged. Stored sparsely: most bins are empty.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class PixelAggregate:
         for name, dtype in (("neg", np.int64), ("pos", np.int64), ("pro", np.float64)):
             if getattr(self, name) is None:
                 setattr(self, name, np.zeros(self.n_bins, dtype=dtype))
+
+    @classmethod
+    def universal(cls, offset: float = 0.0) -> PixelAggregate:
+        """The fixed layout every evaluation uses: 1e-6..1e6, 16384 bins (as fine as 3 decades x 8192)."""
+        return cls(1e-6, 1e6, 16384, offset=offset)
 
     @classmethod
     def around(cls, reference: float, decades: float = 3.0, n_bins: int = 8192, offset: float = 0.0) -> PixelAggregate:
@@ -105,8 +112,14 @@ class PixelAggregate:
         return float(np.trapezoid(y, x) / fpr_limit)
 
     def to_dict(self) -> dict:
-        return {"lo": self.lo, "hi": self.hi, "n_bins": self.n_bins, "neg": self.neg.tolist(), "pos": self.pos.tolist(), "pro": self.pro.tolist(), "n_regions": self.n_regions, "offset": self.offset}
+        """Sparse: the indices of non-empty bins and each histogram's values there."""
+        idx = np.nonzero((self.neg != 0) | (self.pos != 0) | (self.pro != 0))[0]
+        return {"lo": self.lo, "hi": self.hi, "n_bins": self.n_bins, "bins": idx.tolist(), "neg": self.neg[idx].tolist(),
+                "pos": self.pos[idx].tolist(), "pro": self.pro[idx].tolist(), "n_regions": self.n_regions, "offset": self.offset}  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: dict) -> PixelAggregate:
-        return cls(d["lo"], d["hi"], d["n_bins"], np.asarray(d["neg"], np.int64), np.asarray(d["pos"], np.int64), np.asarray(d["pro"], np.float64), d["n_regions"], d.get("offset", 0.0))
+        agg = cls(d["lo"], d["hi"], d["n_bins"], n_regions=d["n_regions"], offset=d.get("offset", 0.0))
+        idx = np.asarray(d["bins"], np.int64)
+        agg.neg[idx], agg.pos[idx], agg.pro[idx] = d["neg"], d["pos"], d["pro"]
+        return agg

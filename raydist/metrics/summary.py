@@ -44,14 +44,16 @@ def report_from_summaries(summaries: Iterable[dict], binarisers: Sequence[str]) 
         for cls, d in s["aggregates"].items():
             a = PixelAggregate.from_dict(d)
             aggs[cls] = aggs[cls].merge(a) if cls in aggs else a
+    for ims in images.values():  # a fixed order: sums must not depend on how the archive was cut into units
+        ims.sort(key=lambda im: im["image_id"])
     classes = {c: _block(images[c], aggs.get(c), binarisers) for c in sorted(images)}
     pooled_agg = None
-    for a in aggs.values():
+    for _, a in sorted(aggs.items()):
         pooled_agg = a if pooled_agg is None else pooled_agg.merge(a)
     mean = {k: _nanmean([b[k] for b in classes.values()]) for k in SCORE_METRICS}
     for k in ("n_images", "n_anomalous", "n_errors"):
         mean[k] = int(sum(b[k] for b in classes.values()))
     for b in binarisers:
         mean[b] = {k: _nanmean([c[b][k] for c in classes.values()]) for k in BINARY_METRICS}
-    all_images = [im for ims in images.values() for im in ims]
+    all_images = sorted((im for ims in images.values() for im in ims), key=lambda im: im["image_id"])
     return to_jsonable({"classes": classes, "mean": mean, "pooled": _block(all_images, pooled_agg, binarisers)})

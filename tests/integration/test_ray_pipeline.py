@@ -28,12 +28,15 @@ def results(uri):
     return {r["image_id"]: r for r in t.to_pylist()}
 
 
-def assert_same_run(a: str, b: str) -> dict:
-    """Two executors' outputs: identical metrics.json (all but timing and executor) and identical result rows."""
+def assert_same_run(a: str, b: str, same_model_files: bool = True) -> dict:
+    """Two executors' outputs: identical metrics.json (all but timing and executor; and the run key,
+    which fingerprints the model's files, when each run fitted its own copy) and identical result rows."""
     ma, mb = (json.loads((Path(x) / "metrics.json").read_text()) for x in (a, b))
     assert ma["executor"]["kind"] != mb["executor"]["kind"]
     for m in (ma, mb):
         del m["timing"], m["executor"]
+        if not same_model_files:
+            del m["run_key"]
     assert ma == mb
     ra, rb = (read_table(x + "/results").sort_by("image_id").to_pylist() for x in (a, b))
     assert len(ra) == ma["pooled"]["n_images"] + ma["pooled"]["n_errors"] and ra == rb
@@ -218,3 +221,17 @@ def test_ray_fit_of_each_method_equals_the_local_fit(local_ray, tmp_path):
         for rec in a["units"].values():
             ta, tb = load_file(f"{on_ray}/{rec['state']}"), load_file(f"{local}/{rec['state']}")
             assert ta.keys() == tb.keys() and all(np.array_equal(ta[k], tb[k]) for k in ta), method
+
+
+def test_segment_of_brought_maps_is_identical_on_ray(local_ray, synth_uri, wrn_model_uri, tmp_path):
+    """`raydist segment` on Ray gives the same results as locally (identical metrics.json)."""
+    from raydist.cli import main
+
+    assert main(["evaluate", "--data", synth_uri, "--model", wrn_model_uri, "--out", str(tmp_path / "ev"), "--segment", "thr", "--no-tracking"]) == 0
+    maps = str(tmp_path / "ev" / "results")
+    common = ["--data", synth_uri, "--maps", maps, "--backbone", "wrn50", "--weights", "none", "--resize", "128", "--crop", "128",
+              "--segment", "ttt4as,mebin", "--no-tracking"]  # fmt: skip
+    assert main(["segment", *common, "--out", str(tmp_path / "local"), "--executor", "local"]) == 0
+    assert main(["segment", *common, "--out", str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    m = assert_same_run(str(tmp_path / "local"), str(tmp_path / "ray"), same_model_files=False)
+    assert m["pooled"]["n_images"] == 30 and m["config"]["model"]["method"] == "maps"

@@ -15,7 +15,7 @@ import torch
 
 from raydist.engine.rows import Decoded
 from raydist.features.encoder import Encoder
-from raydist.methods.base import ScoreBatch, nominal_stats, tile_nominal
+from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
 from raydist.methods.cfm.crossmodal import CrossmodalMapping
 
 
@@ -41,7 +41,7 @@ def features_3d(extractor, decoded: Sequence[Decoded], grid: tuple[int, int]) ->
     return torch.stack(feats).numpy(), torch.stack(fracs).numpy()
 
 
-class CFMDetector:
+class CFMDetector(BaseDetector):
     scope = "class"
     needs_xyz = True
     aligns = ("none",)
@@ -66,6 +66,7 @@ class CFMDetector:
         return self.mapping.score(t(grids), t(f3), t(frac), size, self.cfg.image_score)
 
     def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> CFMDetector:
+        require(train, val)
         grids, f3, frac = self._features(encoder, train)
         self.mapping.fit(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac))
         maps, _ = self._score(*self._features(encoder, val), encoder.size)

@@ -10,11 +10,11 @@ import numpy as np
 from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import ScoreBatch, nominal_stats, tile_nominal
+from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
 from raydist.methods.patchcore.patchcore import PatchCore
 
 
-class PatchCoreDetector:
+class PatchCoreDetector(BaseDetector):
     scope = "class"
     needs_xyz = False
     aligns = ("none",)
@@ -26,6 +26,7 @@ class PatchCoreDetector:
         self.info: dict[str, Any] = {}
 
     def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> PatchCoreDetector:
+        require(train, val)
         self.model.fit(encoder.extract([d.image for d in train]))
         maps, _ = self.model.score(encoder.extract([d.image for d in val]), encoder.size)
         bank = self.model.bank

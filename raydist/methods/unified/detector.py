@@ -17,7 +17,7 @@ import numpy as np
 from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import ScoreBatch, nominal_stats
+from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
 from raydist.methods.unified.routing import Router
@@ -32,7 +32,7 @@ def score_routed(banks: list[PatchCore], grids: np.ndarray, groups: np.ndarray, 
     return maps
 
 
-class UnifiedDetector:
+class UnifiedDetector(BaseDetector):
     scope = "archive"
     needs_xyz = False
     aligns = ("cada", "none", "class")
@@ -63,6 +63,7 @@ class UnifiedDetector:
         }
 
     def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> UnifiedDetector:
+        require(train, val)
         grids, vgrids = encoder.extract([d.image for d in train]), encoder.extract([d.image for d in val])
         self.router = Router(self.cfg.k, seed=self.cfg.seed).fit(grids) if self.cfg.route == "clusters" else None
         groups = self._groups(grids)
