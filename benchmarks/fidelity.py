@@ -39,8 +39,8 @@ CATEGORIES = {
 COLS = ("f1", "f1_pooled", "precision", "recall", "f1_small", "f1_medium", "f1_large", "area_pred")
 
 
-def prepare(name: str, work: Path, data_root: Path) -> tuple[str, str] | None:
-    data, model = work / name / "data", work / name / "model"
+def prepare(name: str, work: Path, data_root: Path, method: str = "patchcore") -> tuple[str, str] | None:
+    data, model = work / name / "data", work / name / ("model" if method == "patchcore" else f"model-{method}")
     if name == "synthetic":
         if not data.exists():  # the README demo's data: 224 px, framed like MVTec 3D-AD (no crop)
             write_synth(str(data), SynthConfig(size=224, seed=0))
@@ -53,8 +53,9 @@ def prepare(name: str, work: Path, data_root: Path) -> tuple[str, str] | None:
             return None
         if not data.exists():
             ingest(src, str(data), fmt)
-    if not (model / "model.json").exists():
-        fit_model(str(data), str(model), ModelConfig(**overrides), log=print)
+    if method != "patchcore":  # another detector's maps: CFM (RGB + point cloud, needs xyz) at the paper's settings
+        overrides = {k: v for k, v in overrides.items() if k != "coreset_ratio"} | {"method": method}
+    fit_model(str(data), str(model), ModelConfig(**overrides), log=print)  # reuses what is fitted with this config and data
     return str(data), str(model)
 
 
@@ -70,17 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/raydist-fidelity")
     ap.add_argument("--only", default="bottle,kolektorsdd,tire,cable_gland,synthetic")
     ap.add_argument("--sweep", action="append", default=[], help="name=v1,v2 (TTT4AS parameter); repeatable: a grid")
+    ap.add_argument("--method", choices=["patchcore", "cfm"], default="patchcore",
+                    help="the detector whose maps are binarised (cfm: categories with point clouds, e.g. cable_gland)")
     a = ap.parse_args(argv)
     grid = parse_sweep(a.sweep) if a.sweep else []
     default = TTT4AS().get_params()
     for name in a.only.split(","):
-        got = prepare(name, Path(a.work), Path(a.data_root))
+        got = prepare(name, Path(a.work), Path(a.data_root), a.method)
         if got is None:
             continue
         split = score_split(*got, category=name)
         sm = score_metrics(split)
         area = thr_block(split)["area_true"]
-        print(f"\n== {name}: {len(split.images)} test images, {len(split.anomalous)} anomalous, mean true area {area:.0f} px; "
+        print(f"\n== {name} ({a.method} maps): {len(split.images)} test images, {len(split.anomalous)} anomalous, mean true area {area:.0f} px; "
               f"I-AUROC {sm['i_auroc']:.3f} P-AUROC {sm['p_auroc']:.3f} AUPRO@30 {sm['aupro_30']:.3f}; scoring {split.score_ms:.1f} ms/img")  # fmt: skip
         print(f"{'binariser':<58} " + " ".join(f"{c:>9}" for c in COLS) + f" {'ms/img':>7} {'share':>7}")
         print(row("THR (mu + 3 sigma)", thr_block(split)))

@@ -69,6 +69,8 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class", dest="classes", action="append", help="fit only this class (repeatable); default: all")
     p.add_argument("--batch-size", type=int, default=16, help="images per backbone forward pass")
     p.add_argument("--unified", action="store_true", help="shorthand for --method unified: one model for all classes mixed, class labels unused")
+    p.add_argument("--model-name", default=None, help="MLflow registered model name (default: <dataset>-<method>); each fit adds a version")
+    p.add_argument("--no-register", action="store_true", help="log the fit run but do not register the model in the MLflow Model Registry")
     add_config_args(p, ModelConfig)
 
 
@@ -78,7 +80,7 @@ def _add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     d = {f.name: f.default for f in dataclasses.fields(EvalConfig) if f.default is not dataclasses.MISSING}
     p.add_argument("--data", required=True, help="dataset URI (its test split is evaluated)")
     if with_model:
-        p.add_argument("--model", required=True, help="model URI written by `raydist fit`")
+        p.add_argument("--model", required=True, help="model written by `raydist fit`: its folder URI, or models:/NAME/VERSION or models:/NAME@ALIAS (MLflow registry)")
     p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
     p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
     p.add_argument("--segment", default=argparse.SUPPRESS, help=f"binarisers, comma-separated: thr,ttt4as,mebin (default: {','.join(d['segment'])})")
@@ -140,15 +142,15 @@ def _add_ray_args(p: argparse.ArgumentParser, default: str) -> None:
     g.add_argument("--executor", choices=["local", "ray"], default=default, help="in-process core path, or Ray")
     g.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else an embedded local Ray)")
     g.add_argument("--num-actors", type=int, default=1, help="scoring actors (one per GPU on a GPU cluster)")
-    g.add_argument("--gpus-per-actor", type=float, default=0.0)
+    g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per scoring actor (fit: per fit task); 1 on a GPU cluster")
     g.add_argument("--num-cpus", type=int, default=None, help="CPUs of an embedded local Ray (default: all)")
 
 
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tracking (MLflow)")
     g.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI, else a sqlite store in the output folder")
-    g.add_argument("--experiment", default="raydist")
-    g.add_argument("--run-name", default=None)
+    g.add_argument("--experiment", default="raydist", help="MLflow experiment (created as a model-training experiment)")
+    g.add_argument("--run-name", default=None, help="MLflow run name (default: '<verb> <dataset> <model> <date>')")
     g.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     g.add_argument("--gallery-per-class", type=int, default=4, help="overlay PNGs logged per class")
 
@@ -161,26 +163,26 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="convert a folder layout into the raydist Parquet format")
     p.add_argument("src", help="source folder")
     p.add_argument("dest", help="dataset URI to append to (local or s3://)")
-    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--format", required=True, choices=list(FORMATS), help="source layout")
     p.add_argument("--val-fraction", type=float, default=0.2, help="train share moved to val for classes without val")
     p.add_argument("--train-share", type=float, default=KOLEKTOR_TRAIN_SHARE,
                    help="kolektorsdd: share of items whose defect-free images become train/val (split by item)")
     p.add_argument("--seed", type=int, default=0, help="seeds the val split (and the kolektorsdd item split)")
 
     p = sub.add_parser("synth", help="write a generated dataset (no download needed)")
-    p.add_argument("dest")
-    p.add_argument("--classes", type=int, default=3)
-    p.add_argument("--train", type=int, default=12)
-    p.add_argument("--val", type=int, default=4)
-    p.add_argument("--test-good", type=int, default=4)
-    p.add_argument("--test-bad", type=int, default=6)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("dest", help="dataset URI to write (local or s3://)")
+    p.add_argument("--classes", type=int, default=3, help="texture classes (default: 3)")
+    p.add_argument("--train", type=int, default=12, help="nominal train images per class (default: 12)")
+    p.add_argument("--val", type=int, default=4, help="nominal val images per class, for THR statistics (default: 4)")
+    p.add_argument("--test-good", type=int, default=4, help="nominal test images per class (default: 4)")
+    p.add_argument("--test-bad", type=int, default=6, help="defective test images per class (default: 6)")
+    p.add_argument("--size", type=int, default=128, help="image side, pixels (default: 128)")
     p.add_argument("--with-xyz", action="store_true", help="add an organized point cloud and 3D-only defects")
     p.add_argument("--defect-strength", type=float, default=1.0, help="0..1, lower = subtler defects (harder data)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds textures and defects (default: 0)")
 
     p = sub.add_parser("summary", help="print the per-class/split counts of a dataset")
-    p.add_argument("data")
+    p.add_argument("data", help="dataset URI")
 
     p = sub.add_parser("fit", help="fit per-class PatchCore banks and THR statistics")
     _add_fit_args(p)
@@ -207,11 +209,12 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     _add_tracking_args(p)
 
     p = sub.add_parser("compare", help="table + trend chart of the last N runs of an MLflow experiment")
-    p.add_argument("--experiment", default="raydist")
+    p.add_argument("--experiment", default="raydist", help="MLflow experiment whose evaluation runs are compared")
     p.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI")
-    p.add_argument("--last", type=int, default=5)
+    p.add_argument("--last", type=int, default=5, help="how many of the newest runs to compare (default: 5)")
     p.add_argument("--threshold", type=float, default=0.01, help="a per-class drop larger than this is a regression")
     p.add_argument("--chart", default=None, help="write a PNG trend chart here")
+    p.add_argument("--by-model", action="store_true", help="one line per registered model version (its newest run), versions in order")
     return parser
 
 
@@ -294,49 +297,75 @@ def _run(a: argparse.Namespace) -> int:
     if a.verb == "fit":
         cfg = model_config(a)
         tracker = _tracker(a)
-        if a.executor == "ray":
-            from raydist.distributed import evaluate as dist
-            from raydist.distributed.fit import fit as fit_ray
+        run = _start_run(tracker, a, "fit", {"model": cfg.to_dict(), "data": a.data, "out": a.out, "executor": a.executor},
+                         model_label=a.model_name or _default_model_name(a, cfg), split="train")  # fmt: skip
+        with _failing(run):
+            if a.executor == "ray":
+                from raydist.distributed import evaluate as dist
+                from raydist.distributed.fit import fit as fit_ray
 
-            dist.init(a.address, a.num_cpus)
-            summary = fit_ray(a.data, a.out, cfg, a.classes, a.batch_size, a.gpus_per_actor)
-        else:
-            from raydist.engine.fit import fit
+                dist.init(a.address, a.num_cpus)
+                summary = fit_ray(a.data, a.out, cfg, a.classes, a.batch_size, a.gpus_per_actor)
+            else:
+                from raydist.engine.fit import fit
 
-            summary = fit(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
+                summary = fit(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
         print(json.dumps(summary, indent=2))
-        if tracker is not None:
-            from raydist.storage import join, read_bytes
+        if run is not None:
+            from raydist.storage import read_bytes
 
-            model_json = read_bytes(join(a.out, "model.json"))
-            rid = tracker.log_job(
-                "fit", {"model": json.loads(model_json)["config"], "data": a.data, "out": a.out, "executor": a.executor},
-                artifacts={"model.json": model_json},
-                tags={"raydist.dataset": a.data, "raydist.method": cfg.method, "raydist.backbone": cfg.backbone, "raydist.model_uri": a.out},
-                run_name=a.run_name,
-            )  # fmt: skip
-            print(f"mlflow run {rid} at {tracker.shown_uri}")
+            run.log_params({"model.weights_id": summary["weights_id"]})
+            if not a.no_register:
+                name = a.model_name or _default_model_name(a, cfg)
+                version = run.register_model(name, a.out, {rel: read_bytes(f"{a.out}/{rel}") for rel in _model_files(a.out)})
+                if version is not None:
+                    print(f"registered model {name} version {version}: evaluate it with --model models:/{name}/{version}")
+            run.finish()
+            print(f"mlflow run {run.run_id} at {tracker.shown_uri}")
             _report_tracking(tracker)
         return 0
     if a.verb in ("evaluate", "nightly", "segment"):
         cfg = eval_config(a)
         tracker = _tracker(a)
+        version_tags: dict[str, str] = {}
+        if a.verb != "segment":
+            from raydist.tracking.mlflow_tracker import resolve_model
+
+            a.model_ref = a.model  # as given: a folder URI or models:/NAME/VERSION | models:/NAME@ALIAS
+            a.model, version_tags = resolve_model(a.model, tracker.uri if tracker else os.environ.get("MLFLOW_TRACKING_URI"))
         resume = a.verb == "nightly"
-        if a.verb == "segment":
-            a.model = _fit_maps_model(a)
-        if a.executor == "ray":
-            from raydist.distributed import evaluate as dist
+        run = None
+        if tracker is not None:
+            from raydist.model_store import load_meta
+            from raydist.tracking.mlflow_tracker import dataset_fingerprint
 
-            dist.init(a.address, a.num_cpus)
-            report = dist.evaluate(a.data, a.model, a.out, cfg, num_actors=a.num_actors, gpus_per_actor=a.gpus_per_actor, resume=resume)
-        else:
-            from raydist.engine.evaluate import evaluate
+            model_cfg = load_meta(a.model)["config"] if a.verb != "segment" else {"method": "maps", "maps": a.maps}
+            params = {"model": model_cfg, "evaluate": cfg.to_dict(), "data": {"uri": a.data, **dataset_fingerprint(a.data)},
+                      "model_uri": getattr(a, "model_ref", None) or a.maps, "executor": {"kind": a.executor}}  # fmt: skip
+            label = f"{version_tags['raydist.model_name']}-v{version_tags['raydist.model_version']}" if version_tags else None
+            run = _start_run(tracker, a, a.verb, params, model_label=label, split="test", tags=version_tags)
+        with _failing(run):
+            if a.verb == "segment":
+                a.model = _fit_maps_model(a)
+            progress = (lambda p: run.step({"progress/units_done": p.units, "progress/images_done": p.images,
+                                             "progress/images_per_s": p.images / max(p.elapsed, 1e-9)}, p.units,
+                                            force=p.units == p.total_units)) if run else None  # fmt: skip
+            if a.executor == "ray":
+                from raydist.distributed import evaluate as dist
 
-            report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print)
+                dist.init(a.address, a.num_cpus)
+                report = dist.evaluate(a.data, a.model, a.out, cfg, num_actors=a.num_actors, gpus_per_actor=a.gpus_per_actor, resume=resume,
+                                       on_progress=progress)  # fmt: skip
+            else:
+                from raydist.engine.evaluate import evaluate
+
+                report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print, on_progress=progress)
         print_table(report)
         print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
-        if tracker is not None:
-            _log_evaluation(tracker, a, report)
+        if run is not None:
+            _finish_evaluation(run, a, report)
+            print(f"mlflow run {run.run_id} at {tracker.shown_uri}")
+            _report_tracking(tracker)
         return 0
     if a.verb == "compare":
         from raydist.tracking.compare import compare_runs, format_table, trend_chart
@@ -345,7 +374,7 @@ def _run(a: argparse.Namespace) -> int:
         if not uri:
             raise ConfigError("give --tracking-uri or set MLFLOW_TRACKING_URI")
         try:
-            cmp = compare_runs(uri, a.experiment, a.last, a.threshold)
+            cmp = compare_runs(uri, a.experiment, a.last if not a.by_model else 1000, a.threshold, a.by_model)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         print(format_table(cmp))
@@ -376,11 +405,56 @@ def _fit_maps_model(a: argparse.Namespace) -> str:
     return model
 
 
-def _log_evaluation(tracker, a: argparse.Namespace, report: dict) -> None:
+def _default_model_name(a: argparse.Namespace, cfg) -> str:
+    from raydist.tracking.mlflow_tracker import dataset_name
+
+    return f"{dataset_name(a.data)}-{cfg.method}"
+
+
+def _model_files(model_uri: str) -> list[str]:
+    """model.json and the current units' files, relative to the model folder."""
+    from raydist.model_store import load_meta
+
+    units = load_meta(model_uri)["units"].values()
+    return ["model.json", *sorted(f for u in units for f in (u["state"], u["state"].replace(".safetensors", ".json")))]
+
+
+def _start_run(tracker, a: argparse.Namespace, verb: str, params: dict, model_label: str | None, split: str, tags: dict | None = None):
+    """Open the job's MLflow run now: named ``<verb> <dataset> <model> <date>``, the archive as a dataset input."""
+    if tracker is None:
+        return None
+    import datetime as dt
+
+    from raydist.tracking.mlflow_tracker import dataset_name, dataset_record
+
+    model_label = model_label or dataset_name(getattr(a, "model", None) or getattr(a, "maps", "") or a.out)
+    name = a.run_name or f"{verb} {dataset_name(a.data)} {model_label} {dt.date.today().isoformat()}"
+    context = "training" if verb == "fit" else "evaluation"
+    inputs = [dataset_record(a.data, split, context, a.classes)]
+    all_tags = {"raydist.dataset": a.data, "raydist.model_uri": getattr(a, "model_ref", None) or a.out, **(tags or {})}
+    return tracker.start(verb, params, all_tags, name, inputs)
+
+
+class _failing:
+    """Close the run FAILED, with the reason, when the job raises (the error still propagates)."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if err is not None and self.run is not None:
+            self.run.fail(f"{kind.__name__}: {err}")
+        return False
+
+
+def _finish_evaluation(run, a: argparse.Namespace, report: dict) -> None:
     from raydist.metrics.report import to_jsonable
     from raydist.overlays import render_gallery
     from raydist.storage import join, read_bytes
-    from raydist.tracking.mlflow_tracker import class_table_csv, dataset_fingerprint
+    from raydist.tracking.mlflow_tracker import class_table_csv
 
     artifacts = {"metrics.json": read_bytes(join(a.out, "metrics.json")), "per_class.csv": class_table_csv(report).encode()}
     try:
@@ -389,15 +463,9 @@ def _log_evaluation(tracker, a: argparse.Namespace, report: dict) -> None:
     except Exception as e:  # a figure must never cost the run its metrics
         print(f"tracking: overlays skipped: {type(e).__name__}: {e}", file=sys.stderr)
     artifacts["results_uri.txt"] = f"{a.out}/results\n".encode()
-    cfg = report["config"]
-    params = {**cfg, "data": {"uri": a.data, **dataset_fingerprint(a.data)}, "model_uri": a.model, "executor": report["executor"]}
-    tags = {
-        "raydist.dataset": a.data, "raydist.method": cfg["model"].get("method", "patchcore"),
-        "raydist.backbone": cfg["model"].get("backbone", ""), "raydist.model_uri": a.model,
-    }  # fmt: skip
-    rid = tracker.log_job(a.verb, params, to_jsonable(report), artifacts, tags, run_name=a.run_name)
-    print(f"mlflow run {rid} at {tracker.shown_uri}")
-    _report_tracking(tracker)
+    model = report["config"]["model"]
+    run.set_tags({"raydist.method": model.get("method", ""), "raydist.backbone": model.get("backbone", ""), "raydist.run_key": report["run_key"]})
+    run.finish(to_jsonable(report), artifacts)
 
 
 if __name__ == "__main__":

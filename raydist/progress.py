@@ -27,6 +27,10 @@ class Progress:
     images: int = 0
     start: float = field(default_factory=time.perf_counter)
 
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
     def step(self, images: int, units: int = 1) -> str:
         """Record finished work and return the progress line."""
         self.units += units

@@ -107,8 +107,10 @@ def evaluate(
     resume: bool = False,
     storage_options=None,
     log=print,
+    on_progress=None,
 ) -> dict[str, Any]:
-    """Evaluate the test split on the connected Ray cluster; ``resume`` keeps current finished units (nightly)."""
+    """Evaluate the test split on the connected Ray cluster; ``resume`` keeps current finished units
+    (nightly); ``on_progress(progress)`` is called after each unit."""
     import torch
 
     cfg = cfg or EvalConfig()
@@ -144,6 +146,8 @@ def evaluate(
                     res = ray.get(ref)
                     evaluated += res["n_rows"]
                     log(f"[ray] unit {res['unit']}: {res['n_rows']} images, {res['n_errors']} errors; {progress.step(res['n_rows'])}")
+                    if on_progress is not None:
+                        on_progress(progress)
         for a in actors:
             ray.kill(a)
     executor = {"kind": "ray", "num_actors": num_actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}

@@ -89,9 +89,11 @@ def finish(p: Plan, out_uri: str, executor: dict[str, Any], evaluated: int, elap
 
 
 def evaluate(
-    data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig | None = None, resume: bool = False, storage_options=None, log: Log = _quiet
+    data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig | None = None, resume: bool = False, storage_options=None, log: Log = _quiet,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, Any]:
-    """The local executor: every unit in turn, in this process (no Ray); returns the report."""
+    """The local executor: every unit in turn, in this process (no Ray); returns the report.
+    ``on_progress`` is called after each unit (e.g. to log progress to the tracking run)."""
     cfg = cfg or EvalConfig()
     t0 = time.perf_counter()
     p = plan(data_uri, model_uri, out_uri, cfg, resume, storage_options, log)
@@ -105,4 +107,6 @@ def evaluate(
             results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
             evaluated += unit.n_rows
             log(f"[evaluate] {progress.step(unit.n_rows)}")
+            if on_progress is not None:
+                on_progress(progress)
     return finish(p, out_uri, {"kind": "local"}, evaluated, time.perf_counter() - t0, storage_options)

@@ -16,7 +16,15 @@ class Comparison:
     regressions: list[str] = field(default_factory=list)
 
 
-def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: float = 0.01) -> Comparison:
+def model_label(run: dict[str, Any]) -> str:
+    """``NAME-vN`` for runs of a registered model version, else the model folder's name."""
+    t = run["tags"]
+    if "raydist.model_version" in t:
+        return f"{t.get('raydist.model_name', '?')}-v{t['raydist.model_version']}"
+    return t.get("raydist.model_uri", "-").rstrip("/").rsplit("/", 1)[-1]
+
+
+def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: float = 0.01, by_model: bool = False) -> Comparison:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -30,6 +38,9 @@ def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: f
         {"run_id": r.info.run_id, "name": r.info.run_name, "start": r.info.start_time, "metrics": dict(r.data.metrics), "tags": dict(r.data.tags), "params": dict(r.data.params)}
         for r in reversed(found)
     ]
+    if by_model:  # the newest run of each model version, oldest version first: which version is better
+        newest = {model_label(r): r for r in runs}
+        runs = sorted(newest.values(), key=lambda r: (r["tags"].get("raydist.model_name", ""), int(r["tags"].get("raydist.model_version", 0))))
     cmp = Comparison(runs)
     if len(runs) >= 2:
         prev, new = runs[-2]["metrics"], runs[-1]["metrics"]
@@ -46,13 +57,13 @@ def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: f
 def format_table(cmp: Comparison) -> str:
     import datetime as dt
 
-    lines = [f"{'run':<10}{'started':<18}" + "".join(f"{k.split('/')[0]:>12}" for k in HEADLINE)]
+    lines = [f"{'run':<10}{'started':<18}{'model':<22}" + "".join(f"{k.split('/')[0]:>12}" for k in HEADLINE)]
     for r in cmp.runs:
         start = dt.datetime.fromtimestamp(r["start"] / 1000).strftime("%Y-%m-%d %H:%M")
         vals = "".join(f"{r['metrics'][k]:12.3f}" if k in r["metrics"] else f"{'-':>12}" for k in HEADLINE)
-        lines.append(f"{r['run_id'][:8]:<10}{start:<18}{vals}")
+        lines.append(f"{r['run_id'][:8]:<10}{start:<18}{model_label(r)[:21]:<22}{vals}")
     if cmp.deltas:
-        lines.append("\nper-class change, newest vs previous run:")
+        lines.append("\nper-class change, last vs previous line:")
         for k in sorted(cmp.deltas):
             flag = "  REGRESSION" if any(x.startswith(k + ":") for x in cmp.regressions) else ""
             lines.append(f"  {k:<40}{cmp.deltas[k]:+.3f}{flag}")

@@ -1,4 +1,5 @@
-"""One MLflow run per job: flattened parameters, per-class metrics, artifacts and tags.
+"""One MLflow run per job, open while the job runs: parameters, dataset inputs, progress steps,
+per-class metrics, artifacts, tags, and registered model versions for fits.
 
 Tracking never endangers results: results are written before anything is logged, every MLflow
 call is retried with backoff, and what could not be logged is reported instead of raised.
@@ -17,12 +18,14 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from raydist import __version__
 from raydist.metrics.report import BINARISERS
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 _SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
 BINARY_KEYS = ("precision", "recall", "f1", "f1_pooled")
 SCORE_KEYS = ("i_auroc", "i_ap", "p_auroc", "p_ap", "aupro_30", "aupro_1", "n_images", "n_anomalous", "n_errors")
@@ -177,21 +180,18 @@ class Tracker:
 
     def _experiment_id(self, client, artifact_root: str | None) -> str:
         exp = client.get_experiment_by_name(self.experiment)
-        if exp is not None:
-            return exp.experiment_id
-        return client.create_experiment(self.experiment, artifact_location=artifact_root or self.artifact_root())
+        if exp is None:
+            exp_id = client.create_experiment(self.experiment, artifact_location=artifact_root or self.artifact_root())
+        else:
+            exp_id = exp.experiment_id
+        if exp is None or exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # the UI then opens on the runs table, not GenAI traces
+            client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return exp_id
 
-    def log_job(
-        self,
-        kind: str,
-        params: dict[str, Any],
-        report: dict[str, Any] | None = None,
-        artifacts: dict[str, bytes] | None = None,
-        tags: dict[str, str] | None = None,
-        artifact_root: str | None = None,
-        run_name: str | None = None,
-    ) -> str | None:
-        """Create one run with everything; returns the run id, or None if the run could not be created."""
+    def start(self, kind: str, params: dict[str, Any], tags: dict[str, str] | None = None, run_name: str | None = None,
+              inputs: list[DatasetRecord] | None = None, artifact_root: str | None = None) -> TrackedRun | None:  # fmt: skip
+        """Open the job's run when the job starts (so duration, start time and system metrics are
+        the job's): parameters, tags and dataset inputs now, metrics and artifacts at the end."""
         client = self._retry("connect", self._client)
         if client is None:
             return None
@@ -205,27 +205,169 @@ class Tracker:
         run = self._retry("create run", lambda: client.create_run(exp_id, run_name=run_name, tags=all_tags))
         if run is None:
             return None
-        rid = run.info.run_id
-        from mlflow.entities import Metric, Param
+        tracked = TrackedRun(self, client, run.info.run_id)
+        tracked.log_params(params)
+        if inputs:
+            tracked.log_inputs(inputs)
+        return tracked
 
-        flat = {k: ("None" if v is None else str(v))[:6000] for k, v in flatten(params).items()}
-        ts = int(time.time() * 1000)
-        items = list(flat.items())
+    def log_job(self, kind: str, params: dict[str, Any], report: dict[str, Any] | None = None, artifacts: dict[str, bytes] | None = None,
+                tags: dict[str, str] | None = None, artifact_root: str | None = None, run_name: str | None = None) -> str | None:  # fmt: skip
+        """A whole run in one call (start + finish), for jobs logged after the fact."""
+        run = self.start(kind, params, tags, run_name, artifact_root=artifact_root)
+        if run is None:
+            return None
+        run.finish(report, artifacts)
+        return run.run_id
+
+
+@dataclass
+class DatasetRecord:
+    """An MLflow dataset input: what the run read (the UI's Dataset column and filters)."""
+
+    name: str
+    uri: str
+    rows: int
+    digest: str
+    context: str  # "training" | "evaluation"
+    split: str
+
+    def entity(self):
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        source_type = self.uri.split("://", 1)[0] if "://" in self.uri else "local"
+        ds = Dataset(self.name, self.digest, source_type, json.dumps({"uri": redact_uri(self.uri)}),
+                     profile=json.dumps({"num_rows": self.rows, "split": self.split}))  # fmt: skip
+        return DatasetInput(ds, [InputTag("mlflow.data.context", self.context)])
+
+
+def dataset_record(data_uri: str, split: str, context: str, classes=None, storage_options=None) -> DatasetRecord:
+    """The archive (one split) as a dataset input: its name, row count and a fingerprint of its files."""
+    from raydist.data.dataset import count_rows, open_dataset, partition_filter
+    from raydist.engine.units import file_fingerprint
+    from raydist.storage import filesystem
+
+    fs, _ = filesystem(data_uri, storage_options)
+    frags = sorted(f.path for f in open_dataset(data_uri, storage_options).get_fragments(filter=partition_filter(classes, [split])))
+    digest = hashlib.sha256(";".join(f"{p}={file_fingerprint(fs.info(p))}" for p in frags).encode()).hexdigest()[:16]
+    return DatasetRecord(dataset_name(data_uri), data_uri, count_rows(data_uri, classes, [split], storage_options), digest, context, split)
+
+
+def dataset_name(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1] or uri
+
+
+class TrackedRun:
+    """One open run; every call is retried and reported, never raised (results come first)."""
+
+    def __init__(self, tracker: Tracker, client, run_id: str):
+        self.tracker, self.client, self.run_id = tracker, client, run_id
+        self._last_step = 0.0
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [(k, ("None" if v is None else str(v))[:6000]) for k, v in flatten(params).items()]
         for i in range(0, len(items), 90):
             chunk = [Param(k, v) for k, v in items[i : i + 90]]
-            self._retry("params", lambda c=chunk: client.log_batch(rid, params=c))
+            self.tracker._retry("params", lambda c=chunk: self.client.log_batch(self.run_id, params=c))
+
+    def log_inputs(self, inputs: list[DatasetRecord]) -> None:
+        self.tracker._retry("dataset inputs", lambda: self.client.log_inputs(self.run_id, datasets=[d.entity() for d in inputs]))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for k, v in tags.items():
+            self.tracker._retry(f"tag {k}", lambda k=k, v=v: self.client.set_tag(self.run_id, k, v))
+
+    def step(self, values: dict[str, float], step: int, every_s: float = 5.0, force: bool = False) -> None:
+        """Progress as step metrics while the job runs (at most one batch every ``every_s``)."""
+        now = time.monotonic()
+        if not force and now - self._last_step < every_s:
+            return
+        self._last_step = now
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        mets = [Metric(k, float(v), ts, step) for k, v in values.items()]
+        self.tracker._retry("progress", lambda: self.client.log_batch(self.run_id, metrics=mets))
+
+    def finish(self, report: dict[str, Any] | None = None, artifacts: dict[str, bytes] | None = None) -> None:
+        from mlflow.entities import Metric
+
         if report is not None:
+            ts = int(time.time() * 1000)
             mets = [Metric(k, v, ts, 0) for k, v in metric_items(report).items()]
             for i in range(0, len(mets), 900):
                 chunk = mets[i : i + 900]
-                self._retry("metrics", lambda c=chunk: client.log_batch(rid, metrics=c))
+                self.tracker._retry("metrics", lambda c=chunk: self.client.log_batch(self.run_id, metrics=c))
+        self.log_artifacts(artifacts or {})
+        status = "FINISHED" if not self.tracker.not_logged else "FAILED"
+        if self.tracker.not_logged:
+            self.set_tags({"raydist.error": "tracking incomplete: " + "; ".join(self.tracker.not_logged)[:4000]})
+        self.tracker._retry("finish", lambda: self.client.set_terminated(self.run_id, status))
+
+    def fail(self, reason: str) -> None:
+        """The job failed: the run ends FAILED with the reason (a tag the runs table can show)."""
+        self.set_tags({"raydist.error": reason[:4000]})
+        self.tracker._retry("finish", lambda: self.client.set_terminated(self.run_id, "FAILED"))
+
+    def log_artifacts(self, artifacts: dict[str, bytes]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            for name, data in (artifacts or {}).items():
+            for name, data in artifacts.items():
                 path = Path(tmp) / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
                 sub = str(Path(name).parent) if Path(name).parent != Path(".") else None
-                self._retry(f"artifact {name}", lambda p=path, s=sub: client.log_artifact(rid, str(p), s))
-        status = "FINISHED" if not self.not_logged else "FAILED"
-        self._retry("finish", lambda: client.set_terminated(rid, status))
-        return rid
+                self.tracker._retry(f"artifact {name}", lambda p=path, s=sub: self.client.log_artifact(self.run_id, str(p), s))
+
+    def register_model(self, name: str, model_uri: str, files: dict[str, bytes]) -> str | None:
+        """Log the fitted model's files (JSON + safetensors, no pickle) under ``model/`` and register
+        them as a new version of ``name``; returns the version."""
+        self.log_artifacts({f"model/{k}": v for k, v in files.items()})
+        c = self.client
+
+        def register() -> str:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                c.get_registered_model(name)
+            except MlflowException:
+                c.create_registered_model(name, description="raydist model: model.json + units/*.safetensors (load with raydist)")
+            source = c.get_run(self.run_id).info.artifact_uri.rstrip("/") + "/model"
+            return c.create_model_version(name, source, run_id=self.run_id, tags={"raydist.model_uri": redact_uri(model_uri)}).version
+
+        version = self.tracker._retry(f"register model {name}", register)
+        if version is not None:
+            self.set_tags({"raydist.model_name": name, "raydist.model_version": str(version)})
+        return version
+
+
+def resolve_model(uri: str, tracking_uri: str | None, cache_dir: str | None = None) -> tuple[str, dict[str, str]]:
+    """``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` -> a local folder with the version's files,
+    and the tags that say which version it is; any other URI is returned as it is."""
+    if not uri.startswith("models:/"):
+        return uri, {}
+    from mlflow.artifacts import download_artifacts
+    from mlflow.tracking import MlflowClient
+
+    from raydist.errors import ConfigError
+
+    ref = uri[len("models:/") :]
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            name, version = ref.rsplit("/", 1)
+            mv = client.get_model_version(name, version)
+    except Exception as e:
+        raise ConfigError(f"cannot resolve {uri} in the model registry at {redact_uri(tracking_uri or '')}: {type(e).__name__}: {e}") from None
+    dest = Path(cache_dir or Path.home() / ".cache" / "raydist" / "registry") / name / str(mv.version)
+    if not (dest / "model" / "model.json").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        download_artifacts(artifact_uri=mv.source, dst_path=str(dest), tracking_uri=tracking_uri)
+    folder = dest / "model" if (dest / "model" / "model.json").exists() else dest
+    return str(folder), {"raydist.model_name": name, "raydist.model_version": str(mv.version)}
