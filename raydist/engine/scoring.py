@@ -98,10 +98,7 @@ class Scorer:
                 if batch.errors is not None and batch.errors[j] is not None:
                     o.error = batch.errors[j]
                     continue
-                # the map at the precision results store it (float16): every binariser and metric sees
-                # exactly the stored map, so re-binarising results (raydist segment) reproduces them
-                o.score_map = batch.maps[j].astype(np.float16).astype(np.float32)
-                o.image_score, o.gt = float(batch.image_scores[j]), d.gt
+                o.score_map, o.image_score, o.gt = batch.maps[j].astype(np.float32), float(batch.image_scores[j]), d.gt
                 o.features = batch.features[j].astype(np.float16)
                 o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
                 o.extras = batch.extras[j]

@@ -27,7 +27,7 @@ RESULT_SCHEMA = pa.schema(
         ("label", pa.int8()),
         ("defect_type", pa.string()),
         ("image_score", pa.float64()),
-        ("score_map", pa.binary()),  # .npy float16 (H, W) at the evaluation resolution
+        ("score_map", pa.binary()),  # .npy float32 (H, W) at the evaluation resolution: the map the binarisers saw
         ("mask_thr", pa.binary()),  # PNG 0/255
         ("mask_ttt4as", pa.binary()),  # PNG 0/255
         ("ttt4as_status", pa.string()),
@@ -72,7 +72,7 @@ def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict) -> dict[str,
         "label": s.label,
         "defect_type": s.defect_type,
         "image_score": s.image_score if ok else None,
-        "score_map": encode_npy(s.score_map.astype(np.float16)) if ok else None,
+        "score_map": encode_npy(s.score_map.astype(np.float32)) if ok else None,
         "mask_thr": encode_png(s.thr_mask) if ok else None,
         "mask_ttt4as": encode_png(ttt_mask) if ttt_mask is not None else None,
         "ttt4as_status": info.get("status"),

@@ -76,9 +76,8 @@ def require(train: Sequence[Decoded], val: Sequence[Decoded]) -> None:
 
 
 def nominal_stats(maps: np.ndarray, k: float) -> dict[str, float]:
-    """THR's statistics of nominal validation maps (the threshold is mu + k sigma), at the precision
-    maps are stored and binarised (float16), so the same maps brought back give the same threshold."""
-    t = Threshold(k).fit(np.asarray(maps).astype(np.float16))
+    """THR's statistics of nominal validation maps (the threshold is mu + k sigma)."""
+    t = Threshold(k).fit(maps)
     return {"mu": float(t.mu), "sigma": float(t.sigma)}
 
 

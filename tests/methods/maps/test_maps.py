@@ -29,7 +29,7 @@ def write_maps(path, items) -> str:
 def val_maps(data: str, model: str) -> list[tuple]:
     """What "another detector" gives for the nominal val rows (here: raydist's scorer, maps only)."""
     rows = [r for r in read_table(data, splits=["val"], columns=INPUT_COLUMNS).to_pylist() if r["label"] == 0]
-    return [(s.image_id, encode_npy(s.score_map.astype(np.float16)), s.image_score) for s in Scorer(model).score_rows(rows)]
+    return [(s.image_id, encode_npy(s.score_map), s.image_score) for s in Scorer(model).score_rows(rows)]
 
 
 def results_maps(out: str) -> list[tuple]:
