@@ -43,6 +43,8 @@ def add_config_args(p: argparse.ArgumentParser, cls: type, only: Sequence[str] |
         )  # fmt: skip
 
 
+ERROR_WARN_SHARE = 0.1  # more failed rows than this share of the input: a warning on stderr
+
 # what `segment` needs of a model: the backbone TTT4AS trains on and how images are processed
 SEGMENT_FIELDS = ("backbone", "weights", "block", "proj_dim", "resize", "crop", "aspect", "image_score", "thr_k", "seed")
 
@@ -162,7 +164,10 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="convert a folder layout into the raydist Parquet format")
     p.add_argument("src", help="source folder")
-    p.add_argument("dest", help="dataset URI to append to (local or s3://)")
+    p.add_argument("dest", help="dataset URI to write (local or s3://); refused if it holds these classes already")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--overwrite", action="store_true", help="replace the partitions of the classes being ingested")
+    g.add_argument("--append", action="store_true", help="add to the partitions already in DEST (ids must stay unique)")
     p.add_argument("--format", required=True, choices=list(FORMATS), help="source layout")
     p.add_argument("--val-fraction", type=float, default=0.2, help="train share moved to val for classes without val")
     p.add_argument("--train-share", type=float, default=KOLEKTOR_TRAIN_SHARE,
@@ -278,7 +283,11 @@ def _run(a: argparse.Namespace) -> int:
     if a.verb == "ingest":
         from raydist.data.ingest import ingest
 
-        rep = ingest(a.src, a.dest, a.format, a.val_fraction, a.seed, train_share=a.train_share)
+        mode = "overwrite" if a.overwrite else "append" if a.append else "new"
+        try:
+            rep = ingest(a.src, a.dest, a.format, a.val_fraction, a.seed, train_share=a.train_share, mode=mode)
+        except FileExistsError as e:
+            raise ConfigError(str(e)) from None
         print(json.dumps({"written": rep.written, "n_errors": len(rep.errors)}, indent=2))
         for e in rep.errors:
             print(f"rejected: {e['error']}", file=sys.stderr)
@@ -362,10 +371,21 @@ def _run(a: argparse.Namespace) -> int:
                 report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print, on_progress=progress)
         print_table(report)
         print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
+        pooled = report["pooled"]
+        n_in = pooled["n_images"] + pooled["n_errors"]
+        failed = None if pooled["n_images"] else f"no row could be evaluated: {pooled['n_errors']} of {n_in} failed (see the error column of {a.out}/results)"
+        if n_in and pooled["n_errors"] > ERROR_WARN_SHARE * n_in and not failed:
+            print(f"raydist {a.verb}: warning: {pooled['n_errors']} of {n_in} rows failed (see the error column of {a.out}/results)", file=sys.stderr)
         if run is not None:
-            _finish_evaluation(run, a, report)
+            if failed:
+                run.fail(failed)
+            else:
+                _finish_evaluation(run, a, report)
             print(f"mlflow run {run.run_id} at {tracker.shown_uri}")
             _report_tracking(tracker)
+        if failed:
+            print(f"raydist {a.verb}: error: {failed}", file=sys.stderr)
+            return 4
         return 0
     if a.verb == "compare":
         from raydist.tracking.compare import compare_runs, format_table, trend_chart

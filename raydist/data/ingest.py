@@ -18,7 +18,7 @@ import numpy as np
 from raydist.data.dataset import rows_to_table, write_table
 from raydist.data.decode import decode_image, decode_mask, encode_npy
 from raydist.errors import InvalidPointCloudError, RowError, ShapeMismatchError
-from raydist.storage import join, write_bytes
+from raydist.storage import filesystem, join, write_bytes
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 FORMATS = ("mvtec-ad", "mvtec-3d", "folder", "kolektorsdd")
@@ -243,6 +243,22 @@ def assign_val_split(candidates: list[Candidate], val_fraction: float, seed: int
             c.image_id = c.image_id.replace(f"{cls}/train/", f"{cls}/val/", 1)
 
 
+INGEST_MODES = ("new", "overwrite", "append")
+
+
+def prepare_dest(dest: str, classes: list[str], mode: str, storage_options=None) -> None:
+    """Refuse (``new``) or clear (``overwrite``) the partitions of ``classes`` already in ``dest``."""
+    fs, root = filesystem(dest, storage_options)
+    present = [c for c in classes if fs.exists(f"{root}/class_name={c}")]
+    if not present or mode == "append":
+        return
+    if mode == "new":
+        raise FileExistsError(f"{dest} already holds class(es) {present[:5]}{'...' if len(present) > 5 else ''}: "
+                              "pass --overwrite to replace them or --append to add to them")  # fmt: skip
+    for c in present:
+        fs.rm(f"{root}/class_name={c}", recursive=True)
+
+
 def ingest(
     src: str | os.PathLike,
     dest: str,
@@ -252,11 +268,17 @@ def ingest(
     storage_options: dict[str, Any] | None = None,
     batch_rows: int = 64,
     train_share: float = KOLEKTOR_TRAIN_SHARE,
+    mode: str = "new",
 ) -> IngestReport:
-    """Validate every sample under ``src`` and append the good ones to the dataset at ``dest``.
+    """Validate every sample under ``src`` and write the good ones to the dataset at ``dest``.
 
+    ``mode``: ``"new"`` refuses a ``dest`` that already holds rows of a class being ingested (a
+    re-run would otherwise duplicate every row, and evaluate then refuses them all as duplicate
+    ids); ``"overwrite"`` replaces those classes' partitions; ``"append"`` adds to them.
     Writes ``dest/_ingest_report.json`` listing what was written and every rejected row with its reason.
     """
+    if mode not in INGEST_MODES:
+        raise ValueError(f"unknown ingest mode {mode!r}; choose one of {INGEST_MODES}")
     if fmt not in FINDERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     src_path = Path(src)
@@ -269,6 +291,7 @@ def ingest(
     except PermissionError as e:
         raise PermissionError(f"ingest refused: {e}") from None
     assign_val_split(candidates, val_fraction, seed)
+    prepare_dest(dest, sorted({c.class_name for c in candidates}), mode, storage_options)
     seen: set[str] = set()
     batch: list[dict[str, Any]] = []
 

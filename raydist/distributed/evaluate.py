@@ -61,7 +61,8 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
                     "export RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (the token file `ray get-auth-token` wrote)")  # fmt: skip
             raise ConfigError(f"cannot connect to the Ray cluster at {target}: {e}; {hint}") from None
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
+        # address="local": always a fresh embedded instance, never a leftover cluster from an earlier `ray start`
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
 
 
 def _match_driver_threads(threads: int) -> None:

@@ -88,7 +88,8 @@ class Scorer:
             try:
                 check_duplicate(out[i].image_id, self.duplicates)
                 unit = self.unit_of(r)
-                groups.setdefault(unit, []).append((i, decode_row(r, self.encoder.prep, self.eval.max_pixels, plane)))
+                decoded = decode_row(r, self.encoder.prep, self.eval.max_pixels, plane)
+                groups.setdefault(unit, []).append((i, decoded))  # only once decoded: a group is never empty
             except RowError as e:
                 out[i].error = str(e)
         for unit, items in groups.items():

@@ -100,9 +100,13 @@ def _weights_id(weights: str, seed: int) -> str:
     if weights == "none":
         return f"random:seed{seed}"
     if weights == "packaged":
-        return "packaged:efficientnet-lite0-57934424"
-    h = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
-    return f"file:{Path(weights).name}:{h}"
+        return f"packaged:efficientnet-lite0:{file_sha(packaged_weights_path('efficientnet_lite0'))}"
+    return f"file:{Path(weights).name}:{file_sha(weights)}"
+
+
+def file_sha(path: str | os.PathLike) -> str:
+    """The first 12 hex digits of the file's SHA-256: the weights actually loaded, not their name."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 class Backbone(nn.Module):

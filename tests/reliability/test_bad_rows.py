@@ -81,3 +81,38 @@ def test_ray_path(hostile, wrn_model_uri, tmp_path):
     res = read_table(str(tmp_path / "r" / "results"), columns=["image_id", "error"]).to_pylist()
     check(res, n_in)
     assert rep["pooled"]["n_images"] + rep["pooled"]["n_errors"] == n_in
+
+
+def test_a_run_where_every_row_failed_exits_non_zero(synth_uri, wrn_model_uri, tmp_path, capsys):
+    """Not a table of nulls and exit 0: the reason on one line and exit code 4."""
+    from raydist.cli import main
+
+    rows = read_table(synth_uri, classes=["stripes"]).to_pylist()
+    for r in rows:
+        if r["split"] == "test":
+            r["image"] = b"\x89PNG\r\n\x1a\nnot really"
+    data = str(tmp_path / "data")
+    write_table(rows_to_table(rows), data)
+    rc = main(["evaluate", "--data", data, "--model", wrn_model_uri, "--out", str(tmp_path / "r"), "--segment", "thr", "--no-tracking"])
+    err = capsys.readouterr().err
+    assert rc == 4 and "no row could be evaluated: 10 of 10 failed" in err
+
+
+def test_embedded_ray_ignores_a_leftover_cluster_address_file(tmp_path, monkeypatch):
+    """Without an address raydist starts its own local Ray, even if an earlier `ray start` left
+    /tmp/ray/ray_current_cluster behind (it used to try to attach to that dead cluster)."""
+    ray = pytest.importorskip("ray")
+    from raydist.distributed import evaluate as dist
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    marker = __import__("pathlib").Path("/tmp/ray/ray_current_cluster")
+    if marker.exists():
+        pytest.skip("a real cluster address file exists on this machine; not touching it")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("127.0.0.1:1")  # a dead cluster
+    try:
+        dist.init(num_cpus=1)
+        assert ray.is_initialized() and ray.cluster_resources().get("CPU") == 1
+    finally:
+        ray.shutdown()
+        marker.unlink()
