@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-HEADLINE = ("f1_thr/_mean", "f1_ttt4as/_mean", "i_auroc/_mean", "p_auroc/_mean")
+HEADLINE = ("_mean/f1_thr", "_mean/f1_ttt4as", "_mean/i_auroc", "_mean/p_auroc")  # metric names are <scope>/<metric>
 PER_CLASS = ("f1_ttt4as", "f1_thr", "i_auroc")
 
 
@@ -45,7 +45,7 @@ def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: f
     if len(runs) >= 2:
         prev, new = runs[-2]["metrics"], runs[-1]["metrics"]
         for key, value in new.items():
-            metric = key.split("/", 1)[0]
+            metric = key.rsplit("/", 1)[-1]
             if metric in PER_CLASS and key in prev:
                 d = value - prev[key]
                 cmp.deltas[key] = d
@@ -57,7 +57,7 @@ def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: f
 def format_table(cmp: Comparison) -> str:
     import datetime as dt
 
-    lines = [f"{'run':<10}{'started':<18}{'model':<22}" + "".join(f"{k.split('/')[0]:>12}" for k in HEADLINE)]
+    lines = [f"{'run':<10}{'started':<18}{'model':<22}" + "".join(f"{k.split('/')[1]:>12}" for k in HEADLINE)]
     for r in cmp.runs:
         start = dt.datetime.fromtimestamp(r["start"] / 1000).strftime("%Y-%m-%d %H:%M")
         vals = "".join(f"{r['metrics'][k]:12.3f}" if k in r["metrics"] else f"{'-':>12}" for k in HEADLINE)
@@ -81,7 +81,7 @@ def trend_chart(cmp: Comparison, path: str) -> None:
     x = list(range(len(cmp.runs)))
     for k in HEADLINE:
         ys = [r["metrics"].get(k, float("nan")) for r in cmp.runs]
-        ax.plot(x, ys, marker="o", label=k.split("/")[0])
+        ax.plot(x, ys, marker="o", label=k.split("/")[1])
     ax.set_xticks(x, [r["run_id"][:8] for r in cmp.runs], rotation=30, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_title("raydist runs (mean over classes)")

@@ -47,17 +47,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def metric_items(report: dict[str, Any]) -> dict[str, float]:
-    """``{metric}/{scope}`` with scope = a class name, ``_mean`` or ``_pooled``; THR and TTT4AS side by side."""
+    """``{scope}/{metric}`` with scope ``_mean``, ``_pooled`` or a class name: the UI sorts metric
+    names, so a scope's headline figures (f1_thr, f1_ttt4as, i_auroc, p_auroc, ...) sit together,
+    the class-mean and pooled ones first."""
     scopes = {**{_SAFE.sub("_", c): m for c, m in report["classes"].items()}, "_mean": report["mean"], "_pooled": report["pooled"]}
     out: dict[str, float] = {}
     for scope, m in scopes.items():
         for k in SCORE_KEYS:
             if m.get(k) is not None:
-                out[f"{k}/{scope}"] = float(m[k])
+                out[f"{scope}/{k}"] = float(m[k])
         for b in BINARISERS:
             for k in BINARY_KEYS:
                 if isinstance(m.get(b), dict) and m[b].get(k) is not None:
-                    out[f"{k}_{b}/{scope}"] = float(m[b][k])
+                    out[f"{scope}/{k}_{b}"] = float(m[b][k])
     for variant, m in (report.get("alignment") or {}).items():  # unified models: raw vs CADA vs CaDA-A
         for k, v in m.items():
             if v is not None:

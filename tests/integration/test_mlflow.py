@@ -71,9 +71,9 @@ def test_evaluations_are_logged_and_compared(mlflow_server, small, tmp_path, cap
     m1 = json.loads((tmp_path / "r1" / "metrics.json").read_text())
     assert first.data.params["evaluate.ttt4as.percentile"] == "99.0" and second.data.params["evaluate.ttt4as.percentile"] == "95.0"
     assert first.data.params["model.backbone"] == "efficientnet_lite0" and int(first.data.params["data.rows"]) == 22
-    assert first.data.metrics["f1_ttt4as/_mean"] == pytest.approx(m1["mean"]["ttt4as"]["f1"])
-    assert first.data.metrics["i_auroc/stripes"] == pytest.approx(m1["classes"]["stripes"]["i_auroc"])
-    assert first.data.metrics["f1_thr/_pooled"] == pytest.approx(m1["pooled"]["thr"]["f1"])
+    assert first.data.metrics["_mean/f1_ttt4as"] == pytest.approx(m1["mean"]["ttt4as"]["f1"])
+    assert first.data.metrics["stripes/i_auroc"] == pytest.approx(m1["classes"]["stripes"]["i_auroc"])
+    assert first.data.metrics["_pooled/f1_thr"] == pytest.approx(m1["pooled"]["thr"]["f1"])
     assert first.data.tags["raydist.job"] == "evaluate" and first.data.tags["raydist.dataset"] == data
     arts = {a.path for a in client.list_artifacts(first.info.run_id)}
     assert {"metrics.json", "per_class.csv", "overlays"} <= arts
@@ -89,7 +89,7 @@ def test_evaluations_are_logged_and_compared(mlflow_server, small, tmp_path, cap
     assert first.info.run_id[:8] in out and second.info.run_id[:8] in out
     m2 = json.loads((tmp_path / "r2" / "metrics.json").read_text())
     delta = m2["classes"]["stripes"]["ttt4as"]["f1"] - m1["classes"]["stripes"]["ttt4as"]["f1"]
-    assert "f1_ttt4as/stripes" in out and f"{delta:+.3f}" in out
+    assert "stripes/f1_ttt4as" in out and f"{delta:+.3f}" in out
     assert Image.open(chart).size[0] > 300
 
 

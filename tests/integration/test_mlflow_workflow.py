@@ -31,7 +31,7 @@ def test_runs_are_named_span_the_job_and_carry_their_dataset(mlflow_server, smal
     assert run.info.run_name == f"evaluate data model {dt.date.today().isoformat()}"
     duration = (run.info.end_time - run.info.start_time) / 1000
     print(f"job wall time {wall:.1f} s, MLflow run duration {duration:.1f} s")
-    assert duration >= wall - 1 - 3  # the run opens before the work (setup before it: parser, server check)
+    assert duration >= wall - 2  # the run opens before the work; before it: parsing, the server check, the dataset fingerprint (~0.9 s measured)
     assert duration > 0.5 * wall
     (inp,) = run.inputs.dataset_inputs
     assert inp.dataset.name == "data" and json.loads(inp.dataset.profile)["num_rows"] == 10
