@@ -306,7 +306,8 @@ def _run(a: argparse.Namespace) -> int:
     if a.verb == "fit":
         cfg = model_config(a)
         tracker = _tracker(a)
-        run = _start_run(tracker, a, "fit", {"model": cfg.to_dict(), "data": a.data, "out": a.out, "executor": a.executor},
+        given = {k: v for k, v in cfg.to_dict().items() if k != "weights_id"}  # logged once the backbone has said it
+        run = _start_run(tracker, a, "fit", {"model": given, "data": a.data, "out": a.out, "executor": a.executor},
                          model_label=a.model_name or _default_model_name(a, cfg), split="train")  # fmt: skip
         with _failing(run):
             if a.executor == "ray":

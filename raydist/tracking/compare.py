@@ -32,7 +32,7 @@ def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: f
     if exp is None:
         raise ValueError(f"experiment {experiment!r} not found at {tracking_uri}")
     found = client.search_runs(
-        [exp.experiment_id], filter_string="tags.`raydist.job` != 'fit'", order_by=["attributes.start_time DESC"], max_results=last
+        [exp.experiment_id], filter_string="tags.`raydist.job` != 'fit' and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"], max_results=last
     )
     runs = [
         {"run_id": r.info.run_id, "name": r.info.run_name, "start": r.info.start_time, "metrics": dict(r.data.metrics), "tags": dict(r.data.tags), "params": dict(r.data.params)}
@@ -57,11 +57,13 @@ def compare_runs(tracking_uri: str, experiment: str, last: int = 5, threshold: f
 def format_table(cmp: Comparison) -> str:
     import datetime as dt
 
-    lines = [f"{'run':<10}{'started':<18}{'model':<22}" + "".join(f"{k.split('/')[1]:>12}" for k in HEADLINE)]
+    lines = [f"{'run':<10}{'started':<18}{'model':<32}" + "".join(f"{k.split('/')[1]:>12}" for k in HEADLINE)]
     for r in cmp.runs:
         start = dt.datetime.fromtimestamp(r["start"] / 1000).strftime("%Y-%m-%d %H:%M")
         vals = "".join(f"{r['metrics'][k]:12.3f}" if k in r["metrics"] else f"{'-':>12}" for k in HEADLINE)
-        lines.append(f"{r['run_id'][:8]:<10}{start:<18}{model_label(r)[:21]:<22}{vals}")
+        label = model_label(r)
+        label = label if len(label) <= 31 else "..." + label[-28:]  # keep the version's end
+        lines.append(f"{r['run_id'][:8]:<10}{start:<18}{label:<32}{vals}")
     if cmp.deltas:
         lines.append("\nper-class change, last vs previous line:")
         for k in sorted(cmp.deltas):

@@ -63,6 +63,7 @@ def test_fit_registers_versions_and_evaluate_resolves_them(mlflow_server, small,
     assert versions == [1, 2]
     _, _, runs = _runs(mlflow_server, "w3")
     assert [r.data.tags["raydist.model_version"] for r in runs] == ["1", "2"]
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"] and runs[0].data.params["model.weights_id"] == "random:seed0"
     assert runs[0].info.run_name.startswith("fit data small-pc ")
     assert json.loads(runs[0].inputs.dataset_inputs[0].dataset.profile)["num_rows"] == 8  # 2 classes x 4 train
     ev = ["evaluate", "--data", data, "--segment", "thr", "--tracking-uri", mlflow_server, "--experiment", "w3e"]
