@@ -55,16 +55,26 @@ def open_dataset(
     uri: str,
     storage_options: dict[str, Any] | None = None,
     partition_schema: pa.Schema = PARTITION_SCHEMA,
+    schema: pa.Schema | None = None,
 ) -> ds.Dataset:
+    """A Parquet dataset; ``schema`` given: read as that schema (missing columns as nulls, extra ones ignored)."""
     fs, path = filesystem(uri, storage_options)
     return ds.dataset(
         path,
+        schema=schema,
         filesystem=fs,
         format="parquet",
         partitioning=hive_partitioning(partition_schema),
         exclude_invalid_files=False,
         ignore_prefixes=[".", "_"],
     )
+
+
+def open_input(uri: str, storage_options: dict[str, Any] | None = None) -> ds.Dataset:
+    """An input archive, always read as the documented row schema: a file without an optional
+    column (``xyz``, ``mask``) reads it as nulls, a column the schema does not know is ignored,
+    and a numeric column of another width is cast; so one odd file never stops a job."""
+    return open_dataset(uri, storage_options, schema=DATASET_SCHEMA)
 
 
 def partition_filter(classes: Iterable[str] | None = None, splits: Iterable[str] | None = None) -> ds.Expression | None:
@@ -100,7 +110,7 @@ def iter_batches(
     storage_options: dict[str, Any] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Stream record batches: memory stays bounded by ``batch_size`` rows, whatever the dataset size."""
-    dset = open_dataset(uri, storage_options)
+    dset = open_input(uri, storage_options)
     yield from dset.to_batches(
         columns=list(columns) if columns else None,
         filter=partition_filter(classes, splits),
@@ -110,7 +120,7 @@ def iter_batches(
 
 def count_rows(uri: str, classes: Iterable[str] | None = None, splits: Iterable[str] | None = None, storage_options=None) -> int:
     """Rows of the selected partitions, from the Parquet footers (no column is read)."""
-    return open_dataset(uri, storage_options).count_rows(filter=partition_filter(classes, splits))
+    return open_input(uri, storage_options).count_rows(filter=partition_filter(classes, splits))
 
 
 def list_partitions(uri: str, storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from raydist.config import ModelConfig
-from raydist.data.dataset import iter_batches, list_partitions, open_dataset, partition_filter
+from raydist.data.dataset import iter_batches, list_partitions, open_input, partition_filter
 from raydist.engine.rows import INPUT_COLUMNS, Decoded, decode_row
 from raydist.engine.units import file_fingerprint
 from raydist.errors import ConfigError, RowError
@@ -43,7 +43,7 @@ def dataset_classes(data_uri: str, storage_options=None) -> list[str]:
 
 
 def _data_fingerprint(data_uri: str, classes: tuple[str, ...], storage_options=None) -> str:
-    dset = open_dataset(data_uri, storage_options)
+    dset = open_input(data_uri, storage_options)
     fs, _ = filesystem(data_uri, storage_options)
     files = sorted(f.path for f in dset.get_fragments(filter=partition_filter(classes, ["train", "val"])))
     return ";".join(f"{p}={file_fingerprint(fs.info(p))}" for p in files)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow.dataset as ds
 
-from raydist.data.dataset import open_dataset, partition_filter
+from raydist.data.dataset import open_input, partition_filter
 from raydist.storage import filesystem, join, read_bytes
 
 
@@ -54,7 +54,7 @@ def run_key(model_uri: str, options: dict, storage_options=None) -> str:
 
 
 def list_units(data_uri: str, classes=None, storage_options=None, key: str = "") -> list[Unit]:
-    dset = open_dataset(data_uri, storage_options)
+    dset = open_input(data_uri, storage_options)
     fs, _ = filesystem(data_uri, storage_options)
     units = []
     for frag in dset.get_fragments(filter=partition_filter(classes, ["test"])):
@@ -66,7 +66,7 @@ def list_units(data_uri: str, classes=None, storage_options=None, key: str = "")
 
 
 def read_unit(unit: Unit, data_uri: str, columns, storage_options=None) -> list[dict]:
-    dset = open_dataset(data_uri, storage_options)
+    dset = open_input(data_uri, storage_options)
     for frag in dset.get_fragments(filter=partition_filter([unit.class_name], ["test"])):
         if frag.path == unit.path:
             table = frag.subset(row_group_ids=[unit.row_group]).to_table(schema=dset.schema, columns=list(columns))
