@@ -16,10 +16,13 @@ if ! ldconfig -p 2>/dev/null | grep -q libusb-1.0; then
     echo "warning: libusb-1.0 not found; open3d (CFM) needs it: apt-get install libusb-1.0-0"
   fi
 fi
+# constraints.txt pins every package to what CI tested (scripts/lock.sh refreshes it)
+constraints=(-c constraints.txt)
+[ "${RAYDIST_UNCONSTRAINED:-0}" = 1 ] && constraints=()
 stamp="$VENV/.raydist-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q "${constraints[@]}" "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
+  "$VENV/bin/python" -m pip install -q "${constraints[@]}" -e ".[dev]"
   touch "$stamp"
 fi
