@@ -18,7 +18,8 @@ if [ -z "${RAY_AUTH_TOKEN:-}" ]; then
   echo "token written to $RAY_AUTH_TOKEN_PATH (export RAY_AUTH_MODE=token RAY_AUTH_TOKEN_PATH=$RAY_AUTH_TOKEN_PATH to submit)"
 fi
 # dashboard and Jobs API on loopback only: nothing outside this machine can reach them
+# RAY_TEMP_DIR: this head's own session folder (its processes then name it on their command lines)
 ray start --head --port="$PORT" --node-ip-address=127.0.0.1 --dashboard-host=127.0.0.1 \
-  --dashboard-port="$DASH" --num-cpus="${RAY_NUM_CPUS:-2}" --disable-usage-stats
+  --dashboard-port="$DASH" --num-cpus="${RAY_NUM_CPUS:-2}" --disable-usage-stats ${RAY_TEMP_DIR:+--temp-dir="$RAY_TEMP_DIR"}
 echo "submit with: ray job submit --address http://127.0.0.1:$DASH --working-dir . \\"
 echo "  --runtime-env-json '{\"excludes\": [\".venv\", \".git\", \"runs\"]}' -- python jobs/evaluate.py --data ... --model ... --out ..."

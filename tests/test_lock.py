@@ -1,9 +1,10 @@
 """The environment is the locked one: every installed direct dependency has constraints.txt's version."""
 
 import re
-import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,14 +16,34 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def own_processes(marker: str) -> list:
+    """Processes whose command line names ``marker`` (this head's unique temp dir): only ours."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if any(marker in part for part in p.cmdline()):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
 @pytest.fixture
 def ray_head(tmp_path):
+    import shutil
+    import tempfile
+
+    import psutil
+
+    temp_dir = tempfile.mkdtemp(prefix="rdh", dir="/tmp")  # short: Ray's socket paths must fit 107 characters
     port, dash = free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")},
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "RAY_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash), "RAY_NUM_CPUS": "2",
-        "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token"),
+        "RAY_AUTH_TOKEN_PATH": str(tmp_path / "token"), "RAY_TEMP_DIR": temp_dir,
     }  # fmt: skip
     proc = subprocess.run(["bash", str(ROOT / "cluster" / "start-local-head.sh")], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -33,8 +53,14 @@ def ray_head(tmp_path):
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
-        # `ray stop` ends this machine's Ray processes; the tests start no other head meanwhile
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        # end only this head's processes (they name its temp dir), never another Ray on the machine
+        procs = own_processes(temp_dir)
+        for p in procs:
+            p.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=20)
+        for p in alive:
+            p.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_ray_job_submit_evaluate(ray_head, synth_uri, wrn_model_uri, tmp_path):

@@ -18,10 +18,12 @@ from tests.reliability.test_process_faults import many_units  # noqa: E402, F401
 
 
 def ray_processes(title: str) -> list[psutil.Process]:
+    """This test's own Ray workers with ``title``: descendants of this process (the embedded Ray's
+    raylet and its workers), never another Ray on the machine."""
     out = []
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.Process(os.getpid()).children(recursive=True):
         try:
-            if any(title in part for part in (p.info["cmdline"] or [])):
+            if any(title in part for part in (p.cmdline() or [])):
                 out.append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
