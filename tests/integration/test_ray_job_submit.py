@@ -16,18 +16,21 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def own_processes(marker: str) -> list:
-    """Processes whose command line names ``marker`` (this head's unique temp dir): only ours."""
+def own_processes(markers: tuple[str, ...]) -> list:
+    """This head's processes: those whose command line names one of ``markers`` (its unique temp
+    dir, its GCS address) and all their descendants (agents, workers), never another Ray."""
     import psutil
 
-    out = []
+    found: dict[int, psutil.Process] = {}
     for p in psutil.process_iter():
         try:
-            if any(marker in part for part in p.cmdline()):
-                out.append(p)
+            if any(m in part for part in p.cmdline() for m in markers):
+                found[p.pid] = p
+                found.update({c.pid: c for c in p.children(recursive=True)})
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return out
+    found.pop(os.getpid(), None)
+    return list(found.values())
 
 
 @pytest.fixture
@@ -54,7 +57,7 @@ def ray_head(tmp_path):
         yield f"http://127.0.0.1:{dash}", env
     finally:
         # end only this head's processes (they name its temp dir), never another Ray on the machine
-        procs = own_processes(temp_dir)
+        procs = own_processes((temp_dir, f"127.0.0.1:{port}"))
         for p in procs:
             p.terminate()
         _, alive = psutil.wait_procs(procs, timeout=20)
