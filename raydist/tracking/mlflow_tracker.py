@@ -367,7 +367,9 @@ def resolve_model(uri: str, tracking_uri: str | None, cache_dir: str | None = No
             mv = client.get_model_version(name, version)
     except Exception as e:
         raise ConfigError(f"cannot resolve {uri} in the model registry at {redact_uri(tracking_uri or '')}: {type(e).__name__}: {e}") from None
-    dest = Path(cache_dir or Path.home() / ".cache" / "raydist" / "registry") / name / str(mv.version)
+    # keyed by the version's artifact source too: the same NAME/VERSION on another server is another model
+    key = hashlib.sha256(f"{mv.source}#{mv.run_id}".encode()).hexdigest()[:12]
+    dest = Path(cache_dir or Path.home() / ".cache" / "raydist" / "registry") / name / f"{mv.version}-{key}"
     if not (dest / "model" / "model.json").exists():
         dest.mkdir(parents=True, exist_ok=True)
         download_artifacts(artifact_uri=mv.source, dst_path=str(dest), tracking_uri=tracking_uri)
