@@ -250,6 +250,12 @@ def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> 
     except ConfigError as e:
         print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except (FileNotFoundError, PermissionError) as e:  # a missing dataset, bucket or model; a refused credential
+        from raydist.tracking.mlflow_tracker import redact_uri
+
+        what = "not found" if isinstance(e, FileNotFoundError) else "access denied"
+        print(f"raydist {args.verb}: error: {what}: {redact_uri(str(e.filename or e))}", file=sys.stderr)
+        return 2
     except Exception as e:
         from raydist.tracking import TrackingUnavailable
 

@@ -43,3 +43,14 @@ def test_s3_roundtrip_is_byte_identical(s3_env):
 def test_s3_explicit_endpoint_option(s3_env, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     roundtrip("s3://raydist-test/datasets/ds2", storage_options={"endpoint_url": s3_env})
+
+
+def test_a_missing_dataset_or_bucket_fails_fast_with_one_line(s3_env, tmp_path, capsys):
+    """Permanent storage errors are not retried for minutes nor shown as a traceback: one line, exit 2."""
+    from raydist.cli import main
+
+    for data in (str(tmp_path / "nowhere"), "s3://no-such-bucket/data"):
+        assert main(["fit", "--data", data, "--out", str(tmp_path / "m"), "--weights", "none", "--no-tracking"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("raydist fit: error: not found:") and data.split("://")[-1] in err[0]
+        assert "testing" not in err[0]  # no credential in the message
