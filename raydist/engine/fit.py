@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from raydist.config import ModelConfig
-from raydist.data.dataset import iter_batches, list_partitions, open_input, partition_filter
+from raydist.data.dataset import iter_batches, list_partitions
 from raydist.engine.rows import INPUT_COLUMNS, Decoded, decode_row
-from raydist.engine.units import file_fingerprint
+from raydist.engine.units import file_fingerprint, partitions_fingerprint
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
 from raydist.methods import detector_class
@@ -42,13 +42,6 @@ def dataset_classes(data_uri: str, storage_options=None) -> list[str]:
     return sorted({c for c, _ in list_partitions(data_uri, storage_options)})
 
 
-def _data_fingerprint(data_uri: str, classes: tuple[str, ...], storage_options=None) -> str:
-    dset = open_input(data_uri, storage_options)
-    fs, _ = filesystem(data_uri, storage_options)
-    files = sorted(f.path for f in dset.get_fragments(filter=partition_filter(classes, ["train", "val"])))
-    return ";".join(f"{p}={file_fingerprint(fs.info(p))}" for p in files)
-
-
 def _files_fingerprint(uri: str, storage_options=None) -> str:
     fs, root = filesystem(uri, storage_options)
     files = fs.find(root, detail=True) if fs.isdir(root) else {root: fs.info(root)}
@@ -64,7 +57,7 @@ def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None
     out = []
     for name, cls in groups:
         h = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode())
-        h.update(_data_fingerprint(data_uri, cls, storage_options).encode())
+        h.update(partitions_fingerprint(data_uri, cls, ["train", "val"], storage_options).encode())
         for uri in detector_class(cfg.method).fit_inputs(cfg):  # other inputs a detector reads (BYO maps)
             h.update(_files_fingerprint(uri, storage_options).encode())
         out.append(FitUnit(name, cls, h.hexdigest()[:16]))

@@ -40,6 +40,14 @@ def file_fingerprint(info: dict) -> str:
     return f"{info.get('size')}:{marker}"
 
 
+def partitions_fingerprint(data_uri: str, classes, splits, storage_options=None) -> str:
+    """Path + :func:`file_fingerprint` of every file of the selected partitions, in path order:
+    changes whenever one of their files is added, removed or rewritten."""
+    fs, _ = filesystem(data_uri, storage_options)
+    files = sorted(f.path for f in open_input(data_uri, storage_options).get_fragments(filter=partition_filter(classes, splits)))
+    return ";".join(f"{p}={file_fingerprint(fs.info(p))}" for p in files)
+
+
 def run_key(model_uri: str, options: dict, storage_options=None) -> str:
     """Hash of the model's files (model.json carries the config, THR statistics and file names;
     sizes and change markers of its .safetensors tensors) and of the evaluation options. Other

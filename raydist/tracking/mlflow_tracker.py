@@ -247,13 +247,10 @@ class DatasetRecord:
 
 def dataset_record(data_uri: str, split: str, context: str, classes=None, storage_options=None) -> DatasetRecord:
     """The archive (one split) as a dataset input: its name, row count and a fingerprint of its files."""
-    from raydist.data.dataset import count_rows, open_dataset, partition_filter
-    from raydist.engine.units import file_fingerprint
-    from raydist.storage import filesystem
+    from raydist.data.dataset import count_rows
+    from raydist.engine.units import partitions_fingerprint
 
-    fs, _ = filesystem(data_uri, storage_options)
-    frags = sorted(f.path for f in open_dataset(data_uri, storage_options).get_fragments(filter=partition_filter(classes, [split])))
-    digest = hashlib.sha256(";".join(f"{p}={file_fingerprint(fs.info(p))}" for p in frags).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(partitions_fingerprint(data_uri, classes, [split], storage_options).encode()).hexdigest()[:16]
     return DatasetRecord(dataset_name(data_uri), data_uri, count_rows(data_uri, classes, [split], storage_options), digest, context, split)
 
 
