@@ -24,7 +24,6 @@ class Encoder:
             raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {expect_weights_id}")
         self.prep: Preprocess = self.backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
         self.batch_size = batch_size  # images per forward pass
-        self._grid: tuple[int, int] | None = None
 
     @property
     def weights_id(self) -> str:
@@ -40,10 +39,3 @@ class Encoder:
         out = [self.backbone.extract(self.prep.to_tensor(list(images[i : i + self.batch_size]))).features.numpy()
                for i in range(0, len(images), self.batch_size)]  # fmt: skip
         return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-    @property
-    def grid(self) -> tuple[int, int]:
-        """The feature grid's (h, w) at this size, measured once on a blank image."""
-        if self._grid is None:
-            self._grid = tuple(self.extract([np.zeros((*self.size, 3), np.uint8)]).shape[-2:])
-        return self._grid

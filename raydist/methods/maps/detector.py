@@ -16,7 +16,7 @@ import numpy as np
 from raydist.engine.rows import Decoded
 from raydist.errors import DuplicateImageIdError, MissingMapError, RowError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats
+from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, tile_nominal
 from raydist.methods.maps.align import align_map, decode_map
 from raydist.methods.maps.store import MapStore
 from raydist.methods.patchcore.patchcore import image_scores
@@ -71,8 +71,7 @@ class ExternalMapsDetector(BaseDetector):
         maps, stored, errors = self.maps(encoder, batch)
         dense = np.stack([m if m is not None else np.zeros(encoder.size, np.float32) for m in maps])
         read = image_scores(dense, self.cfg.image_score)  # the detector's own score wins when the maps carry one
-        thr = self.info["thr"] or {"mu": float("nan"), "sigma": float("nan")}
-        nominal = np.tile(np.array([[thr["mu"], thr["sigma"]]]), (len(batch), 1))
+        nominal = tile_nominal(self.info["thr"] or {"mu": float("nan"), "sigma": float("nan")}, len(batch))
         features = encoder.extract([d.image for d in batch])
         scores = np.array([s if s is not None else r for s, r in zip(stored, read)], dtype=np.float64)
         return ScoreBatch(dense, scores, features, nominal, [{} for _ in batch], errors)

@@ -17,7 +17,7 @@ import numpy as np
 from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require
+from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
 from raydist.methods.unified.routing import Router
@@ -95,10 +95,9 @@ class UnifiedDetector(BaseDetector):
         groups = self._groups(grids)
         variants = self._variants(score_routed(self.banks, grids, groups, encoder.size), grids, [d.class_name for d in batch])
         maps = variants[self.align]
-        t = self.info["thr_by_align"][self.align]
         extras = [{"variant_scores": {a: float(image_scores(v[j][None], "top1")[0]) for a, v in variants.items()}, "group": int(groups[j])}
                   for j in range(len(batch))]  # fmt: skip
-        nominal = np.tile(np.array([[t["mu"], t["sigma"]]]), (len(batch), 1))
+        nominal = tile_nominal(self.info["thr_by_align"][self.align], len(batch))
         return ScoreBatch(maps, image_scores(maps, "top1"), grids, nominal, extras)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
