@@ -316,16 +316,7 @@ def _run(a: argparse.Namespace) -> int:
         run = _start_run(tracker, a, "fit", {"model": given, "data": a.data, "out": a.out, "executor": a.executor},
                          model_label=a.model_name or _default_model_name(a, cfg), split="train")  # fmt: skip
         with _failing(run):
-            if a.executor == "ray":
-                from raydist.distributed import evaluate as dist
-                from raydist.distributed.fit import fit as fit_ray
-
-                dist.init(a.address, a.num_cpus)
-                summary = fit_ray(a.data, a.out, cfg, a.classes, a.batch_size, a.gpus_per_actor)
-            else:
-                from raydist.engine.fit import fit
-
-                summary = fit(a.data, a.out, cfg, a.classes, a.batch_size, log=print)
+            summary = _fit_with_executor(a, cfg, a.out, a.batch_size, a.gpus_per_actor)
         print(json.dumps(summary, indent=2))
         if run is not None:
             from raydist.storage import read_bytes
@@ -418,18 +409,22 @@ def _fit_maps_model(a: argparse.Namespace) -> str:
 
     if os.path.abspath(a.maps).startswith(os.path.abspath(a.out) + os.sep) or os.path.abspath(a.maps) == os.path.abspath(a.out):
         raise ConfigError("--maps lies inside --out, whose results are rewritten: write the results elsewhere")
-    cfg, model = model_config(a), join(a.out, "model")
+    model = join(a.out, "model")
+    _fit_with_executor(a, model_config(a), model, batch_size=16, gpus=0.0)
+    return model
+
+
+def _fit_with_executor(a: argparse.Namespace, cfg, out: str, batch_size: int, gpus: float) -> dict:
+    """Fit ``cfg`` on ``a.data`` into ``out`` with the executor the flags chose."""
     if a.executor == "ray":
         from raydist.distributed import evaluate as dist
         from raydist.distributed.fit import fit as fit_ray
 
         dist.init(a.address, a.num_cpus)
-        fit_ray(a.data, model, cfg, a.classes)
-    else:
-        from raydist.engine.fit import fit
+        return fit_ray(a.data, out, cfg, a.classes, batch_size, gpus)
+    from raydist.engine.fit import fit
 
-        fit(a.data, model, cfg, a.classes, log=print)
-    return model
+    return fit(a.data, out, cfg, a.classes, batch_size, log=print)
 
 
 def _default_model_name(a: argparse.Namespace, cfg) -> str:
