@@ -139,13 +139,24 @@ def eval_config(a: argparse.Namespace):
     return EvalConfig(ttt4as=ttt, classes=tuple(a.classes) if a.classes else None, **kw)
 
 
-def _add_ray_args(p: argparse.ArgumentParser, default: str) -> None:
+def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True, fitting: bool = False) -> None:
+    """Executor flags; each resource flag sizes one kind of Ray worker and nothing else."""
+    from raydist.engine.scoring import DEFAULT_CACHE_MB
+
     g = p.add_argument_group("execution")
     g.add_argument("--executor", choices=["local", "ray"], default=default, help="in-process core path, or Ray")
     g.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS, else an embedded local Ray)")
-    g.add_argument("--num-actors", type=int, default=1, help="scoring actors (one per GPU on a GPU cluster)")
-    g.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs per scoring actor (fit: per fit task); 1 on a GPU cluster")
     g.add_argument("--num-cpus", type=int, default=None, help="CPUs of an embedded local Ray (default: all)")
+    if fitting:
+        g.add_argument("--gpus-per-fit-task", type=float, default=0.0, help="Ray: GPUs per fit task (one task per class; 1 on GPU nodes)")
+        g.add_argument("--cpus-per-fit-task", type=float, default=1.0, help="Ray: CPUs per fit task")
+    if scoring:
+        g.add_argument("--num-actors", type=int, default=1, help="Ray: scoring actors (backbone + resident banks; one per GPU on a GPU cluster)")
+        g.add_argument("--gpus-per-actor", type=float, default=0.0, help="Ray: GPUs per scoring actor (1 puts them on GPU nodes)")
+        g.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per scoring actor")
+        g.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per segment task (THR, TTT4AS's SVMs, MEBin for one unit)")
+        g.add_argument("--cache-mb", type=float, default=DEFAULT_CACHE_MB,
+                       help="fitted detectors (banks) kept resident per scorer, least recently used evicted beyond this")  # fmt: skip
 
 
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
@@ -191,7 +202,7 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit per-class PatchCore banks and THR statistics")
     _add_fit_args(p)
-    _add_ray_args(p, executor_default)
+    _add_ray_args(p, executor_default, scoring=False, fitting=True)
     _add_tracking_args(p)
 
     p = sub.add_parser("evaluate", help="score the test split, binarise (THR, TTT4AS), write results + metrics.json")
@@ -210,7 +221,7 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     from raydist.config import ModelConfig
 
     add_config_args(p, ModelConfig, only=SEGMENT_FIELDS)
-    _add_ray_args(p, executor_default)
+    _add_ray_args(p, executor_default, fitting=True)
     _add_tracking_args(p)
 
     p = sub.add_parser("compare", help="table + trend chart of the last N runs of an MLflow experiment")
@@ -316,7 +327,7 @@ def _run(a: argparse.Namespace) -> int:
         run = _start_run(tracker, a, "fit", {"model": given, "data": a.data, "out": a.out, "executor": a.executor},
                          model_label=a.model_name or _default_model_name(a, cfg), split="train")  # fmt: skip
         with _failing(run):
-            summary = _fit_with_executor(a, cfg, a.out, a.batch_size, a.gpus_per_actor)
+            summary = _fit_with_executor(a, cfg, a.out, a.batch_size)
         print(json.dumps(summary, indent=2))
         if run is not None:
             from raydist.storage import read_bytes
@@ -361,12 +372,12 @@ def _run(a: argparse.Namespace) -> int:
                 from raydist.distributed import evaluate as dist
 
                 dist.init(a.address, a.num_cpus)
-                report = dist.evaluate(a.data, a.model, a.out, cfg, num_actors=a.num_actors, gpus_per_actor=a.gpus_per_actor, resume=resume,
-                                       on_progress=progress)  # fmt: skip
+                report = dist.evaluate(a.data, a.model, a.out, cfg, dist.Resources(a.num_actors, a.gpus_per_actor, a.cpus_per_actor, a.cpus_per_task),
+                                       resume=resume, cache_mb=a.cache_mb, on_progress=progress)  # fmt: skip
             else:
                 from raydist.engine.evaluate import evaluate
 
-                report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print, on_progress=progress)
+                report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print, on_progress=progress, cache_mb=a.cache_mb)
         print_table(report)
         print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
         pooled = report["pooled"]
@@ -410,18 +421,18 @@ def _fit_maps_model(a: argparse.Namespace) -> str:
     if os.path.abspath(a.maps).startswith(os.path.abspath(a.out) + os.sep) or os.path.abspath(a.maps) == os.path.abspath(a.out):
         raise ConfigError("--maps lies inside --out, whose results are rewritten: write the results elsewhere")
     model = join(a.out, "model")
-    _fit_with_executor(a, model_config(a), model, batch_size=16, gpus=0.0)
+    _fit_with_executor(a, model_config(a), model, batch_size=16)
     return model
 
 
-def _fit_with_executor(a: argparse.Namespace, cfg, out: str, batch_size: int, gpus: float) -> dict:
+def _fit_with_executor(a: argparse.Namespace, cfg, out: str, batch_size: int) -> dict:
     """Fit ``cfg`` on ``a.data`` into ``out`` with the executor the flags chose."""
     if a.executor == "ray":
         from raydist.distributed import evaluate as dist
         from raydist.distributed.fit import fit as fit_ray
 
         dist.init(a.address, a.num_cpus)
-        return fit_ray(a.data, out, cfg, a.classes, batch_size, gpus)
+        return fit_ray(a.data, out, cfg, a.classes, batch_size, a.gpus_per_fit_task, a.cpus_per_fit_task)
     from raydist.engine.fit import fit
 
     return fit(a.data, out, cfg, a.classes, batch_size, log=print)

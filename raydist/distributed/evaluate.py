@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import ray
@@ -21,7 +22,7 @@ from raydist.config import EvalConfig
 from raydist.engine import results
 from raydist.engine.evaluate import finish, plan
 from raydist.engine.rows import INPUT_COLUMNS
-from raydist.engine.scoring import Scored, Scorer
+from raydist.engine.scoring import DEFAULT_CACHE_MB, Scored, Scorer
 from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
 from raydist.errors import ConfigError
@@ -73,27 +74,54 @@ def _match_driver_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What each kind of Ray worker asks for; each number sizes one kind and nothing else.
+
+    Scoring actors hold the backbone and resident banks: ``gpus_per_actor=1`` puts each on a GPU
+    node (one actor per GPU). Segment tasks (THR, TTT4AS's per-image SVMs, MEBin) need CPUs only,
+    so Ray's scheduler keeps them off GPU nodes while CPU nodes have room.
+    """
+
+    num_actors: int = 1
+    gpus_per_actor: float = 0.0
+    cpus_per_actor: float = 1.0
+    cpus_per_task: float = 1.0
+
+    def __post_init__(self):
+        if self.num_actors < 1 or min(self.gpus_per_actor, self.cpus_per_actor, self.cpus_per_task) < 0:
+            raise ConfigError(f"--num-actors must be >= 1 and resources >= 0, got {self}")
+
+
+def _node() -> str:
+    return ray.get_runtime_context().get_node_id()
+
+
 @ray.remote(max_restarts=2, max_task_retries=2)
 class ScoringActor:
     """Holds the encoder (on its GPU if it was given one) and an LRU of detectors; runs the score stage."""
 
-    def __init__(self, model_uri: str, data_uri: str, cfg: EvalConfig, threads: int, storage_options=None, duplicates=None):
+    def __init__(self, model_uri: str, data_uri: str, cfg: EvalConfig, threads: int, storage_options=None, duplicates=None,
+                 cache_mb: float = DEFAULT_CACHE_MB):  # fmt: skip
         _match_driver_threads(threads)
         self.data_uri, self.cfg, self.storage_options = data_uri, cfg, storage_options
-        self.scorer = Scorer(model_uri, cfg, storage_options=storage_options, duplicates=duplicates)
+        self.scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=duplicates)
 
     def score_unit(self, unit: Unit) -> list[Scored]:
         return score_unit(self.scorer, read_unit(unit, self.data_uri, INPUT_COLUMNS, self.storage_options), self.cfg.batch_size)
 
+    def node(self) -> str:
+        return _node()
 
-@ray.remote(num_cpus=1, max_retries=3)
+
+@ray.remote(max_retries=3)
 def segment_task(unit: Unit, scored: list[Scored], cfg: EvalConfig, offset: float, out_uri: str, threads: int,
                  storage_options=None) -> dict[str, Any]:  # fmt: skip
     """The segment stage of one unit, then its results and summary; idempotent (fixed names)."""
     _match_driver_threads(threads)
     table, summary = segment_unit(unit.uid, scored, cfg, offset)
     results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
-    return {"unit": unit.uid, "n_rows": summary["n_rows"], "n_errors": sum(im["error"] is not None for im in summary["images"])}
+    return {"unit": unit.uid, "n_rows": summary["n_rows"], "n_errors": sum(im["error"] is not None for im in summary["images"]), "node": _node()}
 
 
 def evaluate(
@@ -101,32 +129,36 @@ def evaluate(
     model_uri: str,
     out_uri: str,
     cfg: EvalConfig | None = None,
-    num_actors: int = 1,
-    gpus_per_actor: float = 0.0,
-    cpus_per_actor: float = 1.0,
+    resources: Resources | None = None,
     max_in_flight: int | None = None,
     resume: bool = False,
+    cache_mb: float = DEFAULT_CACHE_MB,
     storage_options=None,
     log=print,
     on_progress=None,
 ) -> dict[str, Any]:
     """Evaluate the test split on the connected Ray cluster; ``resume`` keeps current finished units
-    (nightly); ``on_progress(progress)`` is called after each unit."""
+    (nightly); ``on_progress(progress)`` is called after each unit. The report's ``executor`` says
+    on which node each scoring actor ran and how many units each node segmented."""
     import torch
 
     cfg = cfg or EvalConfig()
+    res = resources or Resources()
     t0 = time.perf_counter()
     p = plan(data_uri, model_uri, out_uri, cfg, resume, storage_options, log)
     progress = Progress(len(p.todo), p.n_images)
     threads = torch.get_num_threads()
     evaluated = 0
+    actor_nodes: list[str] = []
+    segment_nodes: dict[str, int] = {}
     if p.todo:
         actors = [
-            ScoringActor.options(num_gpus=gpus_per_actor, num_cpus=cpus_per_actor).remote(
-                model_uri, data_uri, cfg, threads, storage_options, p.duplicates
+            ScoringActor.options(num_gpus=res.gpus_per_actor, num_cpus=res.cpus_per_actor).remote(
+                model_uri, data_uri, cfg, threads, storage_options, p.duplicates, cache_mb
             )
-            for _ in range(max(1, num_actors))
+            for _ in range(res.num_actors)
         ]
+        actor_nodes = ray.get([a.node.remote() for a in actors])
         limit = max_in_flight or 2 * len(actors)
         pending_score: dict[ray.ObjectRef, Unit] = {}
         pending_seg: list[ray.ObjectRef] = []
@@ -141,18 +173,19 @@ def evaluate(
             for ref in ready:
                 if ref in pending_score:
                     u = pending_score.pop(ref)
-                    pending_seg.append(segment_task.remote(u, ref, cfg, p.offset, out_uri, threads, storage_options))
+                    pending_seg.append(segment_task.options(num_cpus=res.cpus_per_task).remote(u, ref, cfg, p.offset, out_uri, threads, storage_options))
                 else:
                     pending_seg.remove(ref)
-                    res = ray.get(ref)
-                    evaluated += res["n_rows"]
-                    log(f"[ray] unit {res['unit']}: {res['n_rows']} images, {res['n_errors']} errors; {progress.step(res['n_rows'])}")
+                    done = ray.get(ref)
+                    evaluated += done["n_rows"]
+                    segment_nodes[done["node"]] = segment_nodes.get(done["node"], 0) + 1
+                    log(f"[ray] unit {done['unit']}: {done['n_rows']} images, {done['n_errors']} errors; {progress.step(done['n_rows'])}")
                     if on_progress is not None:
                         on_progress(progress)
         for a in actors:
             ray.kill(a)
-    executor = {"kind": "ray", "num_actors": num_actors, "gpus_per_actor": gpus_per_actor, "cpus_per_actor": cpus_per_actor}
+    executor = {"kind": "ray", **asdict(res), "cache_mb": cache_mb, "placement": {"scoring_actors": actor_nodes, "segment_units": segment_nodes}}
     return finish(p, out_uri, executor, evaluated, time.perf_counter() - t0, storage_options)
 
 
-__all__ = ["evaluate", "init"]
+__all__ = ["Resources", "evaluate", "init"]

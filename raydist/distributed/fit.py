@@ -29,7 +29,8 @@ def fit_task(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, batch
 
 
 def fit(
-    data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 16, gpus_per_task: float = 0.0, storage_options=None, log=print
+    data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 16, gpus_per_task: float = 0.0, cpus_per_task: float = 1.0,
+    storage_options=None, log=print,
 ) -> dict[str, Any]:
     import torch
 
@@ -38,7 +39,7 @@ def fit(
     todo, records = pending(out_uri, units, storage_options)
     log(f"[fit] {len(units)} units, {len(records)} already fitted with this config and data, {len(todo)} to fit on Ray")
     errors: dict[str, str] = {}
-    refs = [fit_task.options(num_gpus=gpus_per_task).remote(data_uri, out_uri, cfg, u, batch_size, torch.get_num_threads(), storage_options)
+    refs = [fit_task.options(num_gpus=gpus_per_task, num_cpus=cpus_per_task).remote(data_uri, out_uri, cfg, u, batch_size, torch.get_num_threads(), storage_options)
             for u in todo]  # fmt: skip
     while refs:
         ready, refs = ray.wait(refs, num_returns=1)

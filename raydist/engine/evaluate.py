@@ -15,7 +15,7 @@ from raydist.config import EvalConfig, ModelConfig
 from raydist.data.dataset import duplicate_ids
 from raydist.engine import results
 from raydist.engine.rows import INPUT_COLUMNS
-from raydist.engine.scoring import Scorer
+from raydist.engine.scoring import DEFAULT_CACHE_MB, Scorer
 from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, list_units, read_unit, run_key
 from raydist.errors import ConfigError
@@ -90,7 +90,7 @@ def finish(p: Plan, out_uri: str, executor: dict[str, Any], evaluated: int, elap
 
 def evaluate(
     data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig | None = None, resume: bool = False, storage_options=None, log: Log = _quiet,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None, cache_mb: float = DEFAULT_CACHE_MB,
 ) -> dict[str, Any]:
     """The local executor: every unit in turn, in this process (no Ray); returns the report.
     ``on_progress`` is called after each unit (e.g. to log progress to the tracking run)."""
@@ -100,7 +100,7 @@ def evaluate(
     progress = Progress(len(p.todo), p.n_images)
     evaluated = 0
     if p.todo:
-        scorer = Scorer(model_uri, cfg, storage_options=storage_options, duplicates=p.duplicates)
+        scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=p.duplicates)
         for unit in p.todo:
             scored = score_unit(scorer, read_unit(unit, data_uri, INPUT_COLUMNS, storage_options), cfg.batch_size)
             table, summary = segment_unit(unit.uid, scored, cfg, p.offset)

@@ -160,8 +160,9 @@ class Backbone(nn.Module):
         return Preprocess(resize=resize, crop=crop, aspect=aspect, mean=self.spec.mean, std=self.spec.std)
 
     @torch.inference_mode()
-    def extract(self, x: torch.Tensor) -> FeatureGrid:
-        """(B, 3, H, W) normalised images -> feature grid on the CPU, float32."""
+    def extract(self, x: torch.Tensor, to_host: bool = True) -> FeatureGrid:
+        """(B, 3, H, W) normalised images -> float32 feature grid, on the CPU (``to_host``) or left on
+        the backbone's device for a search that runs there."""
         x = x.to(self.device)
         if self.spec.kind == "cnn":
             feats = self.model(x)
@@ -178,7 +179,8 @@ class Backbone(nn.Module):
             b, d, h, w = out.shape
             flat = out.permute(0, 2, 3, 1).reshape(-1, 1, d)
             out = F.adaptive_avg_pool1d(flat, self.proj_dim).reshape(b, h, w, self.proj_dim).permute(0, 3, 1, 2)
-        return FeatureGrid(out.float().cpu().contiguous(), self.stride)
+        out = out.float()
+        return FeatureGrid((out.cpu() if to_host else out).contiguous(), self.stride)
 
 
 def create_backbone(name: str, weights: str | None = None, **kwargs) -> Backbone:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from raydist.errors import ConfigError
 from raydist.features.backbones import Backbone
@@ -34,8 +35,17 @@ class Encoder:
         """(height, width) of every processed image, mask and score map."""
         return self.prep.size
 
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.device
+
     def extract(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """(N, H, W, 3) uint8 processed images -> (N, D, h, w) float32 feature grids, in batches."""
-        out = [self.backbone.extract(self.prep.to_tensor(list(images[i : i + self.batch_size]))).features.numpy()
+        grids = self.extract_on_device(images)
+        return grids.cpu().numpy() if len(grids) else np.zeros((0,), np.float32)
+
+    def extract_on_device(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """As :meth:`extract`, left on the encoder's device: a bank search there needs no round trip to the host."""
+        out = [self.backbone.extract(self.prep.to_tensor(list(images[i : i + self.batch_size])), to_host=False).features
                for i in range(0, len(images), self.batch_size)]  # fmt: skip
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        return torch.cat(out) if out else torch.zeros((0,), device=self.device)

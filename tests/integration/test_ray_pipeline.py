@@ -46,7 +46,7 @@ def assert_same_run(a: str, b: str, same_model_files: bool = True) -> dict:
 def test_local_and_ray_give_identical_metrics_and_rows(local_ray, synth_uri, wrn_model_uri, tmp_path):
     cfg = EvalConfig(segment=("thr", "ttt4as", "mebin"))
     evaluate(synth_uri, wrn_model_uri, str(tmp_path / "local"), cfg)
-    dist.evaluate(synth_uri, wrn_model_uri, str(tmp_path / "ray"), cfg, num_actors=1)
+    dist.evaluate(synth_uri, wrn_model_uri, str(tmp_path / "ray"), cfg, dist.Resources(num_actors=1))
     m = assert_same_run(str(tmp_path / "local"), str(tmp_path / "ray"))
     assert m["pooled"]["n_images"] == 30 and m["pooled"]["ttt4as"]["f1"] > 0
 

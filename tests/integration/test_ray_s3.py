@@ -45,7 +45,7 @@ def test_pipeline_through_s3(s3_ray):
     data, model, out = "s3://archive/datasets/synth", "s3://archive/models/m1", "s3://archive/results/r1"
     write_synth(data, SynthConfig(n_classes=2, n_train=4, n_val=2, n_test_good=2, n_test_bad=3, size=64))
     fit_model(data, model, ModelConfig(backbone="efficientnet_lite0", weights="none", resize=64, crop=64))
-    rep = dist.evaluate(data, model, out, EvalConfig(), num_actors=1)
+    rep = dist.evaluate(data, model, out, EvalConfig(), dist.Resources(num_actors=1))
     assert rep["pooled"]["n_images"] == 10 and rep["pooled"]["n_errors"] == 0
     metrics = json.loads(read_bytes(out + "/metrics.json"))
     assert metrics["pooled"]["n_images"] == 10

@@ -35,9 +35,9 @@ class PatchCoreDetector(BaseDetector):
         return self
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
-        grids = encoder.extract([d.image for d in batch])
-        maps, scores = self.model.score(grids, encoder.size)
-        return ScoreBatch(maps, scores, grids, tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch])
+        grids = encoder.extract_on_device([d.image for d in batch])
+        maps, scores = self.model.to(encoder.device).score(grids, encoder.size)  # the bank stays resident on that device
+        return ScoreBatch(maps, scores, grids.cpu().numpy(), tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch])
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return self.info, {"bank": np.ascontiguousarray(self.model.bank, dtype=np.float16)}

@@ -1,29 +1,61 @@
-"""Chunked exact nearest-neighbour distances (the PatchCore bank search).
+"""Chunked exact nearest-neighbour distances (the PatchCore bank search), on any torch device.
 
 The (queries x bank) distance matrix is never materialised beyond ``budget_mb``: the bank is
 walked in chunks and a running minimum is kept, so memory is bounded for any bank size.
+
+A :class:`SearchBank` is a bank prepared once for one device: on the CPU it is float32 (the
+search is then bit-for-bit what it always was); on an accelerator it is stored as float16 (half
+the memory, so twice the classes stay resident) and each chunk is widened to float32 for the
+matmul, because ``|q|^2 + |b|^2 - 2 q.b`` cancels catastrophically in float16.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 
+@dataclass(frozen=True)
+class SearchBank:
+    """A bank resident on ``rows.device`` with its float32 squared norms."""
+
+    rows: torch.Tensor  # (M, D), float32 on the CPU, float16 on accelerators (or as asked)
+    sq: torch.Tensor  # (M,) float32
+
+    @classmethod
+    def build(cls, bank: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> SearchBank:
+        device = torch.device(device)
+        dtype = dtype or (torch.float32 if device.type == "cpu" else torch.float16)
+        b32 = torch.as_tensor(bank).to(device=device, dtype=torch.float32)
+        rows = b32 if dtype == torch.float32 else b32.to(dtype)
+        sq = (b32 * b32).sum(1) if dtype == torch.float32 else (rows.float() ** 2).sum(1)  # the norms of what is stored
+        return cls(rows, sq)
+
+    @property
+    def device(self) -> torch.device:
+        return self.rows.device
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.element_size() * self.rows.nelement() + self.sq.element_size() * self.sq.nelement()
+
+
 def nearest_distances(
     queries: np.ndarray | torch.Tensor,
-    bank: np.ndarray | torch.Tensor,
+    bank: np.ndarray | torch.Tensor | SearchBank,
     budget_mb: float = 256.0,
     return_index: bool = False,
-    bank_sq: torch.Tensor | None = None,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Euclidean distance from each query row to its nearest bank row (float32 arithmetic).
 
-    Pass a float32 ``bank`` and its precomputed squared norms ``bank_sq`` to skip the per-call
-    conversion (a scorer reuses one bank for many images).
+    ``bank`` may be a :class:`SearchBank` (a scorer reuses one for many images): the search then
+    runs on its device and only the distances come back to the host.
     """
-    q = torch.as_tensor(queries).float()
-    b = torch.as_tensor(bank).float()
+    sb = bank if isinstance(bank, SearchBank) else SearchBank.build(bank, "cpu")
+    q = torch.as_tensor(queries).to(device=sb.device, dtype=torch.float32)
+    b, bsq = sb.rows, sb.sq
     if q.ndim != 2 or b.ndim != 2 or q.shape[1] != b.shape[1]:
         raise ValueError(f"queries {tuple(q.shape)} and bank {tuple(b.shape)} must be 2-D with equal width")
     nq, nb = q.shape[0], b.shape[0]
@@ -32,15 +64,15 @@ def nearest_distances(
     col = max(1, min(nb, max_elems // max(1, min(nq, 4096))))
     row = max(1, min(nq, max_elems // col))
     qsq = (q * q).sum(1)
-    bsq = bank_sq if bank_sq is not None else (b * b).sum(1)
-    best = torch.full((nq,), float("inf"))
-    arg = torch.zeros(nq, dtype=torch.long)
+    best = torch.full((nq,), float("inf"), device=sb.device)
+    arg = torch.zeros(nq, dtype=torch.long, device=sb.device)
     for r0 in range(0, nq, row):
         qs = q[r0 : r0 + row]
         best_r = best[r0 : r0 + row]
         arg_r = arg[r0 : r0 + row]
         for c0 in range(0, nb, col):
-            d = torch.addmm(bsq[c0 : c0 + col].unsqueeze(0), qs, b[c0 : c0 + col].T, alpha=-2.0)
+            chunk = b[c0 : c0 + col].float()  # a no-op for a float32 bank
+            d = torch.addmm(bsq[c0 : c0 + col].unsqueeze(0), qs, chunk.T, alpha=-2.0)
             if not return_index:  # cheaper: no arg bookkeeping; the query norm is added once at the end
                 torch.minimum(best_r, d.min(dim=1).values, out=best_r)
                 continue
@@ -51,5 +83,5 @@ def nearest_distances(
             arg_r[upd] = a[upd] + c0
     if not return_index:
         best.add_(qsq)
-    dist = best.clamp_min_(0).sqrt_().numpy()
-    return (dist, arg.numpy()) if return_index else dist
+    dist = best.clamp_min_(0).sqrt_().cpu().numpy()
+    return (dist, arg.cpu().numpy()) if return_index else dist

@@ -12,7 +12,7 @@ from scipy import ndimage
 
 from raydist.errors import ConfigError
 from raydist.methods.patchcore.coreset import greedy_coreset
-from raydist.methods.patchcore.knn import nearest_distances
+from raydist.methods.patchcore.knn import SearchBank, nearest_distances
 
 
 def grid_to_patches(grid: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -74,6 +74,8 @@ class PatchCore:
         self.image_score = image_score
         self.budget_mb = budget_mb
         self.seed = seed
+        self.device = torch.device("cpu")  # where the bank search runs (see ``to``)
+        self._cache: tuple[np.ndarray, SearchBank] | None = None
         self.bank: np.ndarray | None = None  # (M, D) float16
         self.origin: np.ndarray | None = None  # (M,) index of the training image each bank patch came from
 
@@ -116,23 +118,24 @@ class PatchCore:
         return upsample_map(np.concatenate(out), size, self.sigma)
 
     def patch_scores(self, grids: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(B, D, h, w) -> (B, h, w) nearest-neighbour distances to the bank."""
+        """(B, D, h, w) -> (B, h, w) nearest-neighbour distances to the bank, searched on the bank's device."""
+        g = torch.as_tensor(grids)
+        b, d, h, w = g.shape
+        dist = nearest_distances(g.permute(0, 2, 3, 1).reshape(-1, d), self.search_bank(), budget_mb=self.budget_mb)
+        return dist.reshape(b, h, w)
+
+    def to(self, device: str | torch.device) -> PatchCore:
+        """Search on ``device`` from now on (the bank moves there on the next search)."""
+        self.device = torch.device(device)
+        return self
+
+    def search_bank(self) -> SearchBank:
+        """The bank prepared for search on ``self.device``, cached while the bank and device are unchanged."""
         if self.bank is None:
             raise RuntimeError("PatchCore is not fitted")
-        g = torch.as_tensor(grids)
-        b, _, h, w = g.shape
-        bank32, bank_sq = self._search_bank()
-        d = nearest_distances(grid_to_patches(g), bank32, budget_mb=self.budget_mb, bank_sq=bank_sq)
-        return d.reshape(b, h, w)
-
-    def _search_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """float32 copy of the (float16) bank and its squared norms, cached while the bank is unchanged."""
-        cache = getattr(self, "_cache", None)
-        if cache is None or cache[0] is not self.bank:
-            b32 = torch.from_numpy(np.asarray(self.bank, dtype=np.float32))
-            cache = (self.bank, b32, (b32 * b32).sum(1))
-            self._cache = cache
-        return cache[1], cache[2]
+        if self._cache is None or self._cache[0] is not self.bank or self._cache[1].device != self.device:
+            self._cache = (self.bank, SearchBank.build(self.bank, self.device))
+        return self._cache[1]
 
     def score(self, grids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Score maps (B, H, W) float32 at ``size`` and image scores (B,)."""

@@ -23,12 +23,12 @@ from raydist.methods.unified.cada import CADA, align_maps, image_targets
 from raydist.methods.unified.routing import Router
 
 
-def score_routed(banks: list[PatchCore], grids: np.ndarray, groups: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Raw maps (N, *size), each image scored against its group's bank; one batched search per group."""
+def score_routed(banks: list[PatchCore], grids: np.ndarray, groups: np.ndarray, size: tuple[int, int], device="cpu") -> np.ndarray:
+    """Raw maps (N, *size), each image scored against its group's bank (resident on ``device``); one batched search per group."""
     maps = np.empty((len(grids), *size), dtype=np.float32)
     for g in np.unique(groups):
         sel = np.nonzero(groups == g)[0]
-        maps[sel] = banks[int(g)].score(grids[sel], size)[0]
+        maps[sel] = banks[int(g)].to(device).score(grids[sel], size)[0]
     return maps
 
 
@@ -93,7 +93,7 @@ class UnifiedDetector(BaseDetector):
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
         grids = encoder.extract([d.image for d in batch])
         groups = self._groups(grids)
-        variants = self._variants(score_routed(self.banks, grids, groups, encoder.size), grids, [d.class_name for d in batch])
+        variants = self._variants(score_routed(self.banks, grids, groups, encoder.size, encoder.device), grids, [d.class_name for d in batch])
         maps = variants[self.align]
         extras = [{"variant_scores": {a: float(image_scores(v[j][None], "top1")[0]) for a, v in variants.items()}, "group": int(groups[j])}
                   for j in range(len(batch))]  # fmt: skip

@@ -55,3 +55,58 @@ def test_knn_matches_numpy_bruteforce_with_tiny_budget():
     # float16 bank (as stored on disk): distances within 1e-2 relative of the float32 answer
     d16 = nearest_distances(q, bank.astype(np.float16))
     np.testing.assert_allclose(d16, ref, rtol=1e-2)
+
+
+def test_search_bank_on_an_explicit_device_and_float16_storage():
+    """A SearchBank is what a scorer keeps resident on its device; on the CPU it is float32 and the
+    search is exactly the plain one; stored as float16 (the accelerator layout) it stays within the
+    float16 rounding of the bank (chunks are widened to float32 before the matmul)."""
+    import torch
+
+    from raydist.methods.patchcore.knn import SearchBank
+
+    rng = np.random.default_rng(1)
+    q = rng.standard_normal((300, 64)).astype(np.float32) * 5
+    bank = (rng.standard_normal((1500, 64)) * 5).astype(np.float16)  # banks are stored as float16
+    plain = nearest_distances(q, bank)
+    cpu = SearchBank.build(bank, "cpu")
+    assert cpu.rows.dtype == torch.float32 and cpu.device.type == "cpu"
+    assert np.array_equal(nearest_distances(q, cpu, budget_mb=0.05), plain)
+    half = SearchBank.build(bank, torch.device("cpu"), dtype=torch.float16)
+    assert half.rows.dtype == torch.float16 and half.nbytes == 1500 * 64 * 2 + 1500 * 4
+    # a float16 bank stored as float16 loses nothing: the same distances up to float32 summation order
+    np.testing.assert_allclose(nearest_distances(q, half), plain, rtol=1e-5, atol=1e-4)
+    if torch.cuda.is_available():  # pragma: no cover - only where a GPU exists
+        gpu = SearchBank.build(bank, "cuda")
+        assert gpu.rows.dtype == torch.float16 and gpu.device.type == "cuda"
+        np.testing.assert_allclose(nearest_distances(torch.as_tensor(q, device="cuda"), gpu), plain, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA: no GPU on this machine")
+def test_patchcore_scores_on_cuda_equal_cpu_scores():
+    """Stated tolerance: 1e-3 relative on maps of distances ~10 (float32 matmul on both devices,
+    only the summation order differs)."""
+    from raydist.methods.patchcore.patchcore import PatchCore
+
+    rng = np.random.default_rng(0)
+    pc = PatchCore(coreset_ratio=0.2).fit(rng.standard_normal((6, 32, 12, 12)).astype(np.float32))
+    test = rng.standard_normal((3, 32, 12, 12)).astype(np.float32)
+    cpu_maps, cpu_scores = pc.score(test, 48)
+    gpu_maps, gpu_scores = pc.to("cuda").score(test, 48)
+    assert pc.search_bank().device.type == "cuda"
+    np.testing.assert_allclose(gpu_maps, cpu_maps, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(gpu_scores, cpu_scores, rtol=1e-3)
+
+
+def test_patchcore_search_bank_follows_its_device_and_bank():
+    import torch
+
+    from raydist.methods.patchcore.patchcore import PatchCore
+
+    rng = np.random.default_rng(0)
+    pc = PatchCore(coreset_ratio=0.5).fit(rng.standard_normal((2, 8, 4, 4)).astype(np.float32))
+    first = pc.search_bank()
+    assert pc.search_bank() is first  # cached while nothing changes
+    assert pc.to(torch.device("cpu")).search_bank() is first
+    pc.bank = pc.bank.copy()
+    assert pc.search_bank() is not first  # a new bank is prepared again
