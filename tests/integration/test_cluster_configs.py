@@ -98,3 +98,72 @@ def test_client_turns_token_mode_on_only_when_it_has_a_token(tmp_path, monkeypat
     assert token_auth_env(env) == "~/.ray/auth_token" and env["RAY_AUTH_MODE"] == "token"
     env = {"RAY_AUTH_TOKEN": "abc", "RAY_AUTH_MODE": "disabled"}
     assert token_auth_env(env) == "RAY_AUTH_TOKEN" and env["RAY_AUTH_MODE"] == "disabled"  # an explicit choice stays
+
+
+ROOT = CLUSTER.parent
+
+
+def _dockerfile() -> tuple[dict[str, str], list[str], list[tuple[str, str]]]:
+    """(ARG defaults, RUN commands, COPY (src, dst)) of the Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", " ", (ROOT / "Dockerfile").read_text())
+    args, runs, copies = {}, [], []
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "ARG" and "=" in rest:
+            k, v = rest.split("=", 1)
+            args[k] = v
+        elif word == "RUN":
+            runs.append(rest)
+        elif word == "COPY":
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            copies += [(src, parts[-1]) for src in parts[:-1]]
+        elif word == "FROM":
+            args["FROM"] = rest
+    return args, runs, copies
+
+
+def test_the_image_is_rays_pinned_base_with_every_runtime_dependency():
+    """No container engine runs here (and Docker Hub is unreachable), so the image is checked by
+    reading it: Ray's base image of the pinned Ray version, the project installed from
+    pyproject.toml under constraints.txt (so every runtime dependency, open3d included), open3d's
+    system library, the packaged backbone weights, and the files it copies exist."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import runtime_env
+
+    pins = runtime_env.pins()
+    args, runs, copies = _dockerfile()
+    assert args["RAY_VERSION"] == pins["ray"] and args["FROM"] == "rayproject/ray:${RAY_VERSION}-py311-gpu"
+    install = " && ".join(runs)
+    assert f"torch=={pins['torch']}" in install and f"torchvision=={pins['torchvision']}" in install
+    assert re.search(r"pip install [^&]*-c constraints.txt [^&]*\"\.\[pretrained\]\"", install), install
+    assert "libusb-1.0-0" in install and "import raydist, open3d, torch" in install
+    for src, _ in copies:
+        assert (ROOT / src).exists(), f"COPY {src}: no such file in the repo"
+    assert {"pyproject.toml", "constraints.txt", "raydist"} <= {s for s, _ in copies}
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored
+    # the manifests run that image at the project's version, with the same Ray version
+    version = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for name, spec in ray_cluster_specs():
+        assert spec["rayVersion"] == pins["ray"], name
+        for g in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            for c in containers(g):
+                assert c["image"] == f"REGISTRY/raydist:{version}", (name, c["image"])
+
+
+def test_runtime_env_is_generated_from_pyproject_and_cannot_drift():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import runtime_env
+
+    text = (CLUSTER / "runtime_env.yaml").read_text()
+    assert text == runtime_env.render(), "cluster/runtime_env.yaml is stale: run python scripts/runtime_env.py"
+    pip = yaml.safe_load(text)["pip"]
+    names = {runtime_env._name(r) for r in pip}
+    project = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {runtime_env._name(r) for r in project["dependencies"] + project["optional-dependencies"]["pretrained"]} - {"ray"}
+    assert names == wanted and "open3d" in names
+    assert all("==" in r for r in pip)  # every one pinned to what CI installed
