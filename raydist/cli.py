@@ -252,6 +252,12 @@ def print_table(report: dict) -> None:
         line = f"{name:<16}" + "".join(fmt(m[c]) for c in cols)
         line += "".join(f"{(m[b]['f1'] if m[b]['f1'] is not None else float('nan')):12.3f}" for b in bins)
         print(line + f"{m['n_errors']:>8}")
+    t = report.get("timing") or {}
+    if t.get("stages_s"):
+        busy = sorted(t["stages_s"].items(), key=lambda kv: -kv[1])
+        where = ", ".join(f"{k} {v:.1f}" for k, v in busy[:6])
+        print(f"time: {t['total_s']:.1f} s ({t['images_per_s']:.1f} images/s); stage seconds{' summed over workers' if t['workers'] > 1 else ''}: "
+              f"{where}; overhead {t['overhead_s']:.1f}")
 
 
 def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> int:

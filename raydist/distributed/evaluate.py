@@ -27,6 +27,7 @@ from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
 from raydist.errors import ConfigError
 from raydist.progress import Progress
+from raydist.timing import StageTimes
 
 
 def token_auth_env(environ: dict[str, str] | None = None) -> str | None:
@@ -105,23 +106,32 @@ class ScoringActor:
                  cache_mb: float = DEFAULT_CACHE_MB):  # fmt: skip
         _match_driver_threads(threads)
         self.data_uri, self.cfg, self.storage_options = data_uri, cfg, storage_options
-        self.scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=duplicates)
+        self.times = StageTimes()  # the start-up is reported with the first unit
+        with self.times("start_scorer"):
+            self.scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=duplicates)
 
-    def score_unit(self, unit: Unit) -> list[Scored]:
-        return score_unit(self.scorer, read_unit(unit, self.data_uri, INPUT_COLUMNS, self.storage_options), self.cfg.batch_size)
+    def score_unit(self, unit: Unit) -> tuple[list[Scored], dict[str, float]]:
+        times, self.times = self.times, StageTimes()
+        with times("read"):
+            rows = read_unit(unit, self.data_uri, INPUT_COLUMNS, self.storage_options)
+        return score_unit(self.scorer, rows, self.cfg.batch_size, times), times
 
     def node(self) -> str:
         return _node()
 
 
 @ray.remote(max_retries=3)
-def segment_task(unit: Unit, scored: list[Scored], cfg: EvalConfig, offset: float, out_uri: str, threads: int,
+def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]], cfg: EvalConfig, offset: float, out_uri: str, threads: int,
                  storage_options=None) -> dict[str, Any]:  # fmt: skip
     """The segment stage of one unit, then its results and summary; idempotent (fixed names)."""
     _match_driver_threads(threads)
-    table, summary = segment_unit(unit.uid, scored, cfg, offset)
-    results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
-    return {"unit": unit.uid, "n_rows": summary["n_rows"], "n_errors": sum(im["error"] is not None for im in summary["images"]), "node": _node()}
+    scored, score_times = scored_unit
+    times = StageTimes(score_times)
+    table, summary = segment_unit(unit.uid, scored, cfg, offset, times)
+    with times("write"):
+        results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
+    n_errors = sum(im["error"] is not None for im in summary["images"])
+    return {"unit": unit.uid, "n_rows": summary["n_rows"], "n_errors": n_errors, "node": _node(), "times": dict(times)}
 
 
 def evaluate(
@@ -149,6 +159,7 @@ def evaluate(
     progress = Progress(len(p.todo), p.n_images)
     threads = torch.get_num_threads()
     evaluated = 0
+    times = StageTimes()
     actor_nodes: list[str] = []
     segment_nodes: dict[str, int] = {}
     if p.todo:
@@ -179,13 +190,17 @@ def evaluate(
                     done = ray.get(ref)
                     evaluated += done["n_rows"]
                     segment_nodes[done["node"]] = segment_nodes.get(done["node"], 0) + 1
+                    times.merge(done["times"])
                     log(f"[ray] unit {done['unit']}: {done['n_rows']} images, {done['n_errors']} errors; {progress.step(done['n_rows'])}")
                     if on_progress is not None:
                         on_progress(progress)
         for a in actors:
             ray.kill(a)
     executor = {"kind": "ray", **asdict(res), "cache_mb": cache_mb, "placement": {"scoring_actors": actor_nodes, "segment_units": segment_nodes}}
-    return finish(p, out_uri, executor, evaluated, time.perf_counter() - t0, storage_options)
+    # stage seconds are summed over workers: the scoring actors and the segment tasks run side by side
+    free_cpus = ray.cluster_resources().get("CPU", 1.0) - res.num_actors * res.cpus_per_actor
+    workers = res.num_actors + max(1, int(free_cpus / max(res.cpus_per_task, 1.0)))
+    return finish(p, out_uri, executor, evaluated, t0, times, workers, storage_options)
 
 
 __all__ = ["Resources", "evaluate", "init"]

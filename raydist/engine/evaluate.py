@@ -21,6 +21,7 @@ from raydist.engine.units import Unit, list_units, read_unit, run_key
 from raydist.errors import ConfigError
 from raydist.model_store import load_meta, score_offset
 from raydist.progress import Progress
+from raydist.timing import StageTimes, timing_block
 
 Log = Callable[[str], None]
 
@@ -40,6 +41,7 @@ class Plan:
     todo: list[Unit]
     duplicates: dict[str, int]
     offset: float  # added to scores before histogram binning (signed maps)
+    seconds: float = 0.0  # spent planning (listing units, fingerprints, duplicate ids)
 
     @property
     def n_images(self) -> int:
@@ -49,6 +51,7 @@ class Plan:
 def plan(data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig, resume: bool, storage_options=None, log: Log = _quiet) -> Plan:
     """List the archive's units; without ``resume`` start from scratch, with it (nightly) keep the
     finished units that still describe the archive and drop the rest, saying why."""
+    t0 = time.perf_counter()
     meta = load_meta(model_uri, storage_options)
     ModelConfig.from_dict(meta["config"])  # a stored config is re-validated before any work
     no_thr = sorted(name for name, u in meta["units"].items() if u["info"].get("thr") is None)
@@ -71,19 +74,23 @@ def plan(data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig, resume: b
         results.reset(out_uri, storage_options)
         todo = units
     dups = duplicate_ids(data_uri, cfg.classes, ["test"], storage_options)
-    p = Plan(cfg, meta, key, units, todo, dups, score_offset(meta))
+    p = Plan(cfg, meta, key, units, todo, dups, score_offset(meta), time.perf_counter() - t0)
     log(f"[evaluate] {len(units)} units ({sum(u.n_rows for u in units)} images), {len(todo)} to do ({p.n_images} images)")
     return p
 
 
-def finish(p: Plan, out_uri: str, executor: dict[str, Any], evaluated: int, elapsed: float, storage_options=None) -> dict[str, Any]:
-    """``metrics.json`` from the results on storage; the same for every executor but ``timing``/``executor``."""
+def finish(p: Plan, out_uri: str, executor: dict[str, Any], evaluated: int, t0: float, stages: dict[str, float], workers: int = 1,
+           storage_options=None) -> dict[str, Any]:  # fmt: skip
+    """``metrics.json`` from the results on storage; the same for every executor but ``timing``/``executor``.
+    ``t0`` is when the run started (``time.perf_counter``); ``stages`` its stage seconds."""
+    t_metrics = time.perf_counter()
     report = results.metrics_from_results(out_uri, list(p.cfg.segment), storage_options)
     report["duplicates"] = p.duplicates
     report["config"] = {"model": p.meta["config"], "evaluate": p.cfg.to_dict()}
     report["run_key"] = p.key
     report["executor"] = executor
-    report["timing"] = {"total_s": elapsed, "images_evaluated": evaluated, "images_per_s": evaluated / max(elapsed, 1e-9)}
+    driver = {"plan": p.seconds, "metrics": time.perf_counter() - t_metrics}
+    report["timing"] = timing_block(time.perf_counter() - t0, evaluated, stages, driver, workers)
     results.write_metrics(report, out_uri, storage_options)
     return report
 
@@ -99,14 +106,19 @@ def evaluate(
     p = plan(data_uri, model_uri, out_uri, cfg, resume, storage_options, log)
     progress = Progress(len(p.todo), p.n_images)
     evaluated = 0
+    times = StageTimes()
     if p.todo:
-        scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=p.duplicates)
+        with times("start_scorer"):
+            scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=p.duplicates)
         for unit in p.todo:
-            scored = score_unit(scorer, read_unit(unit, data_uri, INPUT_COLUMNS, storage_options), cfg.batch_size)
-            table, summary = segment_unit(unit.uid, scored, cfg, p.offset)
-            results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
+            with times("read"):
+                rows = read_unit(unit, data_uri, INPUT_COLUMNS, storage_options)
+            scored = score_unit(scorer, rows, cfg.batch_size, times)
+            table, summary = segment_unit(unit.uid, scored, cfg, p.offset, times)
+            with times("write"):
+                results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
             evaluated += unit.n_rows
             log(f"[evaluate] {progress.step(unit.n_rows)}")
             if on_progress is not None:
                 on_progress(progress)
-    return finish(p, out_uri, {"kind": "local"}, evaluated, time.perf_counter() - t0, storage_options)
+    return finish(p, out_uri, {"kind": "local"}, evaluated, t0, times, 1, storage_options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from raydist.features.encoder import Encoder
 from raydist.methods import Detector, detector_class
 from raydist.model_store import ALL, load_detector, load_meta
 from raydist.segment.threshold import Threshold
+from raydist.timing import StageTimes
 
 
 @dataclass
@@ -98,30 +100,40 @@ class Scorer:
         """Resident detectors, least recently used first."""
         return list(self._detectors)
 
-    def score_rows(self, rows: Sequence[dict[str, Any]]) -> list[Scored]:
-        """Score a batch; a bad row becomes a :class:`Scored` with ``error`` set, never an exception."""
+    def score_rows(self, rows: Sequence[dict[str, Any]], times: StageTimes | None = None) -> list[Scored]:
+        """Score a batch; a bad row becomes a :class:`Scored` with ``error`` set, never an exception.
+        Stage seconds are added to ``times`` when given (see :mod:`raydist.timing`)."""
+        times = times if times is not None else StageTimes()
         out = [Scored(image_id_of(r), r.get("class_name") or "", int(r.get("label") or 0), r.get("defect_type") or "") for r in rows]
         plane = self.cfg.plane_distance if self.method.needs_xyz else None
         groups: dict[str, list[tuple[int, Decoded]]] = {}
         for i, r in enumerate(rows):
             try:
-                check_duplicate(out[i].image_id, self.duplicates)
-                unit = self.unit_of(r)
-                decoded = decode_row(r, self.encoder.prep, self.eval.max_pixels, plane)
+                with times("decode"):
+                    check_duplicate(out[i].image_id, self.duplicates)
+                    unit = self.unit_of(r)
+                    decoded = decode_row(r, self.encoder.prep, self.eval.max_pixels, plane)
                 groups.setdefault(unit, []).append((i, decoded))  # only once decoded: a group is never empty
             except RowError as e:
                 out[i].error = str(e)
         for unit, items in groups.items():
-            batch = self.detector(unit).score(self.encoder, [d for _, d in items])
-            for j, (i, d) in enumerate(items):
-                o = out[i]
-                if batch.errors is not None and batch.errors[j] is not None:
-                    o.error = batch.errors[j]
-                    continue
-                o.score_map, o.image_score, o.gt = batch.maps[j].astype(np.float32), float(batch.image_scores[j]), d.gt
-                o.features = batch.features[j].astype(np.float16)
-                o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
-                o.extras = batch.extras[j]
-                if self.keep_images:
-                    o.image = d.image
+            with times("load_detector"):
+                det = self.detector(unit)
+            t0, f0 = time.perf_counter(), self.encoder.seconds
+            batch = det.score(self.encoder, [d for _, d in items])
+            features = self.encoder.seconds - f0
+            times.add("features", features)
+            times.add("search_and_maps", time.perf_counter() - t0 - features)
+            with times("thr"):
+                for j, (i, d) in enumerate(items):
+                    o = out[i]
+                    if batch.errors is not None and batch.errors[j] is not None:
+                        o.error = batch.errors[j]
+                        continue
+                    o.score_map, o.image_score, o.gt = batch.maps[j].astype(np.float32), float(batch.image_scores[j]), d.gt
+                    o.features = batch.features[j].astype(np.float16)
+                    o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
+                    o.extras = batch.extras[j]
+                    if self.keep_images:
+                        o.image = d.image
         return out

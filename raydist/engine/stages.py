@@ -19,6 +19,7 @@ from raydist.metrics.aggregates import PixelAggregate
 from raydist.metrics.binary import confusion
 from raydist.segment.mebin import MEBin
 from raydist.segment.ttt4as import TTT4AS
+from raydist.timing import StageTimes
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -38,28 +39,31 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
-def score_unit(scorer: Scorer, rows: Sequence[dict[str, Any]], batch_size: int) -> list[Scored]:
+def score_unit(scorer: Scorer, rows: Sequence[dict[str, Any]], batch_size: int, times: StageTimes | None = None) -> list[Scored]:
     """Score a unit's rows in batches of ``batch_size`` (bounds the feature memory of a big row group)."""
     out: list[Scored] = []
     for i in range(0, len(rows), batch_size):
-        out += scorer.score_rows(rows[i : i + batch_size])
+        out += scorer.score_rows(rows[i : i + batch_size], times)
     return out
 
 
-def binarise(s: Scored, ttt4as: TTT4AS | None, mebin: MEBin | None = None) -> tuple[dict[str, np.ndarray], dict]:
+def binarise(s: Scored, ttt4as: TTT4AS | None, mebin: MEBin | None = None, times: StageTimes | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """The per-image binarisers' masks of one scored image ({} when the row already failed) and
     TTT4AS's info. THR's mask is made at scoring time (it needs only the nominal statistics)."""
     if s.error is not None:
         return {}, {}
+    times = times if times is not None else StageTimes()
     masks: dict[str, np.ndarray] = {}
     info: dict = {}
     if ttt4as is not None:
-        try:
-            masks["ttt4as"], info = ttt4as.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_mask)
-        except Exception as e:  # a per-image SVM failure must not kill the unit
-            info = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
+        with times("ttt4as"):
+            try:
+                masks["ttt4as"], info = ttt4as.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_mask)
+            except Exception as e:  # a per-image SVM failure must not kill the unit
+                info = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
     if mebin is not None:
-        masks["mebin"] = mebin.predict(s.score_map)[0]
+        with times("mebin"):
+            masks["mebin"] = mebin.predict(s.score_map)[0]
     return masks, info
 
 
@@ -82,24 +86,27 @@ def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict) -> dict[str,
     }
 
 
-def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: float) -> tuple[pa.Table, dict[str, Any]]:
+def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: float, times: StageTimes | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """Binarise one unit's images: its result table and its summary (exact per-image counts,
-    mergeable per-class pixel histograms): all ``metrics.json`` is ever computed from."""
+    mergeable per-class pixel histograms): all ``metrics.json`` is ever computed from.
+    Stage seconds are added to ``times`` when given."""
+    times = times if times is not None else StageTimes()
     ttt4as, mebin = cfg.make_ttt4as(), cfg.make_mebin()
     rows, images = [], []
     aggs: dict[str, PixelAggregate] = {}
     for s in scored:
-        masks, info = binarise(s, ttt4as, mebin)
-        rows.append(result_row(s, masks, info))
+        masks, info = binarise(s, ttt4as, mebin, times)
+        with times("encode"):
+            rows.append(result_row(s, masks, info))
         im = {"image_id": s.image_id, "class_name": s.class_name, "label": s.label, "error": s.error, "image_score": s.image_score,
               "counts": {}, **s.extras}  # fmt: skip
         if s.error is None:
-            agg = aggs.setdefault(s.class_name, PixelAggregate.universal(offset))
-            agg.add(s.gt, s.score_map)
-            if "thr" in cfg.segment:
-                im["counts"]["thr"] = confusion(s.gt, s.thr_mask)
-            for b, m in masks.items():
-                im["counts"][b] = confusion(s.gt, m)
+            with times("metric_counts"):
+                aggs.setdefault(s.class_name, PixelAggregate.universal(offset)).add(s.gt, s.score_map)
+                if "thr" in cfg.segment:
+                    im["counts"]["thr"] = confusion(s.gt, s.thr_mask)
+                for b, m in masks.items():
+                    im["counts"][b] = confusion(s.gt, m)
         images.append(im)
     summary = {"unit": uid, "n_rows": len(rows), "images": images, "aggregates": {c: a.to_dict() for c, a in sorted(aggs.items())}}
     return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA), summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ class Encoder:
             raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {expect_weights_id}")
         self.prep: Preprocess = self.backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
         self.batch_size = batch_size  # images per forward pass
+        self.seconds = 0.0  # spent in forward passes so far (stage timing)
 
     @property
     def weights_id(self) -> str:
@@ -46,6 +48,9 @@ class Encoder:
 
     def extract_on_device(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """As :meth:`extract`, left on the encoder's device: a bank search there needs no round trip to the host."""
+        t0 = time.perf_counter()
         out = [self.backbone.extract(self.prep.to_tensor(list(images[i : i + self.batch_size])), to_host=False).features
                for i in range(0, len(images), self.batch_size)]  # fmt: skip
-        return torch.cat(out) if out else torch.zeros((0,), device=self.device)
+        grids = torch.cat(out) if out else torch.zeros((0,), device=self.device)
+        self.seconds += time.perf_counter() - t0
+        return grids

@@ -67,6 +67,8 @@ def metric_items(report: dict[str, Any]) -> dict[str, float]:
     for k, v in (report.get("timing") or {}).items():
         if isinstance(v, int | float):
             out[f"timing/{k}"] = float(v)
+        elif isinstance(v, dict):  # stages_s, driver_s: one metric per stage
+            out.update({f"timing/{k}/{stage}": float(s) for stage, s in v.items()})
     return out
 
 

@@ -45,9 +45,12 @@ def assert_same_run(a: str, b: str, same_model_files: bool = True) -> dict:
 
 def test_local_and_ray_give_identical_metrics_and_rows(local_ray, synth_uri, wrn_model_uri, tmp_path):
     cfg = EvalConfig(segment=("thr", "ttt4as", "mebin"))
-    evaluate(synth_uri, wrn_model_uri, str(tmp_path / "local"), cfg)
-    dist.evaluate(synth_uri, wrn_model_uri, str(tmp_path / "ray"), cfg, dist.Resources(num_actors=1))
+    local = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "local"), cfg)
+    on_ray = dist.evaluate(synth_uri, wrn_model_uri, str(tmp_path / "ray"), cfg, dist.Resources(num_actors=1))
     m = assert_same_run(str(tmp_path / "local"), str(tmp_path / "ray"))
+    # the same stages are timed by both executors (Ray: summed over the actor and the tasks)
+    assert set(on_ray["timing"]["stages_s"]) == set(local["timing"]["stages_s"]) and on_ray["timing"]["stages_s"]["ttt4as"] > 0
+    assert on_ray["timing"]["workers"] >= 2
     assert m["pooled"]["n_images"] == 30 and m["pooled"]["ttt4as"]["f1"] > 0
 
 
