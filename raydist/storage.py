@@ -15,6 +15,27 @@ from typing import Any
 import fsspec
 
 
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Storage errors worth retrying a whole Ray task for, once botocore's own retries are spent:
+    the endpoint unreachable, a dropped connection, a timeout. Permanent errors (a missing bucket
+    or key, a refused credential: FileNotFoundError, PermissionError) are not among them, so they
+    fail at once with their message."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    try:
+        from botocore import exceptions as be
+
+        errors += [be.EndpointConnectionError, be.ConnectionClosedError, be.ReadTimeoutError, be.ConnectTimeoutError]
+    except ImportError:  # no S3 support installed: nothing S3-specific can be raised either
+        pass
+    try:
+        import aiohttp
+
+        errors.append(aiohttp.ClientConnectionError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 

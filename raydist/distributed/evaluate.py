@@ -27,6 +27,7 @@ from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
 from raydist.errors import ConfigError
 from raydist.progress import Progress
+from raydist.storage import transient_errors
 from raydist.timing import StageTimes
 
 
@@ -110,6 +111,7 @@ class ScoringActor:
         with self.times("start_scorer"):
             self.scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=duplicates)
 
+    @ray.method(retry_exceptions=list(transient_errors()))
     def score_unit(self, unit: Unit) -> tuple[list[Scored], dict[str, float]]:
         times, self.times = self.times, StageTimes()
         with times("read"):
@@ -120,7 +122,7 @@ class ScoringActor:
         return _node()
 
 
-@ray.remote(max_retries=3)
+@ray.remote(max_retries=3, retry_exceptions=list(transient_errors()))  # a storage outage longer than botocore's retries
 def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]], cfg: EvalConfig, offset: float, out_uri: str, threads: int,
                  storage_options=None) -> dict[str, Any]:  # fmt: skip
     """The segment stage of one unit, then its results and summary; idempotent (fixed names)."""

@@ -14,9 +14,10 @@ from raydist.config import ModelConfig
 from raydist.engine.fit import FitUnit, finish_fit, fit_unit, pending, plan_fit, with_weights_id
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
+from raydist.storage import transient_errors
 
 
-@ray.remote(max_retries=2)
+@ray.remote(max_retries=2, retry_exceptions=list(transient_errors()))  # a storage outage longer than botocore's retries
 def fit_task(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, batch_size: int, threads: int,
              storage_options=None) -> tuple[str, dict | str]:  # fmt: skip
     import torch
