@@ -8,4 +8,4 @@ export HF_HUB_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 PYTHONDONTWRITEBYTEC
 .venv/bin/ruff check raydist jobs tests benchmarks mlflow
 marker=(-m "not slow")
 [ "${RAYDIST_TEST_ALL:-0}" = 1 ] && marker=()
-.venv/bin/python -m pytest "${marker[@]}" -p no:cacheprovider "$@"
+.venv/bin/python -m pytest "${marker[@]}" -p no:cacheprovider --durations=20 "$@"
