@@ -47,6 +47,7 @@ from raydist.engine.rows import INPUT_COLUMNS, decode_row  # noqa: E402
 from raydist.engine.scoring import Scorer  # noqa: E402
 from raydist.features.encoder import Encoder  # noqa: E402
 from raydist.methods.patchcore.knn import nearest_distances  # noqa: E402
+from raydist.methods.patchcore.patchcore import grid_to_patches  # noqa: E402
 
 ANOMALIB = "anomalib==2.7.0"
 RAYDIST = [sys.executable, "-c", "import sys; from raydist.cli import main; sys.exit(main())"]
@@ -165,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     # raydist's coreset coverage on its own training patches
     bank = scorer.detector(a.category).model.bank
     enc = Encoder(scorer.cfg)
-    patches = np.concatenate([enc.extract([decode_row(r, prep).image for r in train[i : i + 16]]) for i in range(0, len(train), 16)])
-    patches = patches.transpose(0, 2, 3, 1).reshape(-1, patches.shape[1])
+    patches = grid_to_patches(np.concatenate([enc.extract([decode_row(r, prep).image for r in train[i : i + 16]]) for i in range(0, len(train), 16)]))
     rd_cov = float(nearest_distances(patches, bank).max())
 
     thr_wall, thr_rss, thr_m, _ = evals["thr"]
