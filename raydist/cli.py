@@ -96,6 +96,14 @@ def _add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         g.add_argument(flag, dest=f"ttt_{key}", metavar=None if kw["choices"] else key.upper(), default=argparse.SUPPRESS, **kw)
 
 
+def _level_or_none(v: str) -> float | None:
+    return None if v.lower() == "none" else float(v)
+
+
+def _str_or_none(v: str) -> str | None:
+    return None if v.lower() == "none" else v
+
+
 def _ttt4as_help() -> list[tuple[str, str, dict]]:
     import inspect
 
@@ -112,16 +120,19 @@ def _ttt4as_help() -> list[tuple[str, str, dict]]:
         ("--grow-level", "grow_level", float, "grow: keep pixels >= median + level * (peak - median)"),
         ("--erode", "erode", float, "grow: drop region pixels within this distance of its border (px)"),
         ("--positive-stride", "positive_stride", int, "hard positives kept on a lattice of this step"),
+        ("--unlabelled-level", "unlabelled_level", _level_or_none,
+         "leave pixels connected to a peak above median + level * (peak - median) unlabelled; none = label them (paper)"),
+        ("--unlabelled-radius", "unlabelled_radius", int, "how far from its peak a blob is left unlabelled, pixels"),
         ("--nominal-stride", "nominal_stride", int, "nominal pixels sampled on a lattice of this step"),
         ("--margin", "margin", int, "no nominal sample within this distance of a positive, pixels"),
         ("--max-nominal", "max_nominal", int, "cap on nominal samples"),
         ("--svm-c", "C", float, "SVM regularisation"),
-        ("--class-weight", "class_weight", str, "balanced, or none (paper)"),
+        ("--class-weight", "class_weight", _str_or_none, "balanced, or none (paper)"),
         ("--feature-scale", "feature_scale", str, "raw (paper), norm (divide by the image's mean feature norm) or standardize (per channel)"),
         ("--svm-input", "svm_input", str, "features (backbone grid) or score (the map itself)"),
         ("--fallback", "fallback", str, "mask of a degenerate image: empty or thr"),
     ]
-    choices = {"neighbourhood": pl.NEIGHBOURHOODS, "class_weight": ["balanced"], "feature_scale": tt.FEATURE_SCALES,
+    choices = {"neighbourhood": pl.NEIGHBOURHOODS, "class_weight": ["balanced", None], "feature_scale": tt.FEATURE_SCALES,
                "svm_input": tt.INPUTS, "fallback": tt.FALLBACKS}  # fmt: skip
     return [(flag, key, {"type": t, "choices": choices.get(key), "help": f"{h} (default: {defaults[key]})"}) for flag, key, t, h in flags]
 

@@ -39,7 +39,10 @@ class TTT4AS:
             (0.001 * 58^2 = 3.4). Dev set: norm C=3 within 0.007 F1 of raw C=0.001 everywhere;
             C=1..10 within 0.01.
         loss: ``"hinge"``, the soft-margin SVM the paper writes down.
-        class_weight: ``None`` (paper) or ``"balanced"``.
+        class_weight: ``"balanced"`` (default) or ``None`` (paper). The positives are a peak's
+            few neighbours against ~700 nominal samples; unweighted, the hinge loss then gives up
+            on them (radius 2: the SVM classifies every positive as nominal on bottle images) and
+            the mask collapses; balanced weights make both classes count alike.
         feature_scale: how features are scaled before the SVM. ``"norm"`` (default: each grid
             divided by the mean feature norm of the image's labelled pixels; keeps the features'
             geometry, as the paper's raw features do, and makes C mean the same for every
@@ -65,7 +68,7 @@ class TTT4AS:
         max_nominal: int | None = None,
         C: float = C_DEFAULT,
         loss: str = "hinge",
-        class_weight: str | None = None,
+        class_weight: str | None = "balanced",
         feature_scale: str = FEATURE_SCALE,
         svm_input: str = "features",
         fallback: str = "empty",
@@ -77,9 +80,12 @@ class TTT4AS:
         positive_stride: int = pl.POSITIVE_STRIDE,
         peak_level: float = pl.PEAK_LEVEL,
         erode: float = pl.ERODE,
+        unlabelled_level: float | None = pl.UNLABELLED_LEVEL,
+        unlabelled_radius: int = pl.UNLABELLED_RADIUS,
     ):
         validate_params(
-            percentile, peak_size, radius, nominal_stride, margin, neighbourhood, grow_level, positive_stride, peak_level, erode
+            percentile, peak_size, radius, nominal_stride, margin, neighbourhood, grow_level, positive_stride, peak_level, erode,
+            unlabelled_level, unlabelled_radius,
         )  # fmt: skip
         if feature_scale not in FEATURE_SCALES:
             raise ConfigError(f"feature_scale must be one of {FEATURE_SCALES}, got {feature_scale!r}")
@@ -106,6 +112,8 @@ class TTT4AS:
         self.positive_stride = positive_stride
         self.peak_level = peak_level
         self.erode = erode
+        self.unlabelled_level = unlabelled_level
+        self.unlabelled_radius = unlabelled_radius
         self.svm_input = svm_input
         self.fallback = fallback
         self.max_iter = max_iter
@@ -114,7 +122,8 @@ class TTT4AS:
 
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in (
-            "percentile", "peak_size", "peak_level", "radius", "neighbourhood", "grow_level", "erode", "positive_stride", "nominal_stride", "margin",
+            "percentile", "peak_size", "peak_level", "radius", "neighbourhood", "grow_level", "erode", "positive_stride",
+            "unlabelled_level", "unlabelled_radius", "nominal_stride", "margin",
             "max_nominal", "C", "loss", "class_weight", "feature_scale", "svm_input", "fallback", "max_iter", "tol", "seed",
         )}  # fmt: skip
 
@@ -173,7 +182,7 @@ class TTT4AS:
         pl = pseudo_labels(
             s, self.percentile, self.peak_size, self.radius, self.nominal_stride, self.margin,
             self.max_nominal, self.seed, self.neighbourhood, self.grow_level, self.positive_stride,
-            self.peak_level, self.erode,
+            self.peak_level, self.erode, self.unlabelled_level, self.unlabelled_radius,
         )  # fmt: skip
         t1 = time.perf_counter()
         info.update(n_pos=len(pl.positives), n_neg=len(pl.negatives), t_label=t1 - t0)
