@@ -37,8 +37,9 @@ def kolektor(tmp_path_factory):
                   coreset_ratio=0.02)  # fmt: skip
 
 
-# measured here (2 threads): bottle THR 0.429 / TTT4AS 0.539; KolektorSDD at coreset 2%: 0.181 / 0.247
-@pytest.mark.parametrize("name, margin", [("bottle", 0.07), ("kolektor", 0.035)])
+# measured here (2 threads, fresh fits on two machines): bottle THR 0.42-0.43 / TTT4AS 0.56;
+# KolektorSDD at coreset 2%: 0.18 / 0.27 (the margins leave ~0.03 for fit and BLAS differences)
+@pytest.mark.parametrize("name, margin", [("bottle", 0.10), ("kolektor", 0.06)])
 def test_ttt4as_beats_thr_on_real_data(name, margin, request):
     split = request.getfixturevalue(name)
     thr, ttt = thr_block(split), ttt4as_block(split, {})
