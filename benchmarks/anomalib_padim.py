@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import torch
-
 from anomalib_runner import load_weights
 
 
