@@ -282,7 +282,11 @@ def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> 
         from raydist.tracking.mlflow_tracker import redact_uri
 
         what = "not found" if isinstance(e, FileNotFoundError) else "access denied"
-        print(f"raydist {args.verb}: error: {what}: {redact_uri(str(e.filename or e))}", file=sys.stderr)
+        where = ""
+        if e.filename is None:  # storage errors often name no path: say which locations the command used
+            uris = [f"--{k} {redact_uri(str(v))}" for k in ("data", "maps", "model", "out") if isinstance(v := getattr(args, k, None), str)]
+            where = f" (on one of: {', '.join(uris)})" if uris else ""
+        print(f"raydist {args.verb}: error: {what}: {redact_uri(str(e.filename or e))}{where}", file=sys.stderr)
         return 2
     except Exception as e:
         from raydist.tracking import TrackingUnavailable
