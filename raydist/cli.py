@@ -152,6 +152,7 @@ def eval_config(a: argparse.Namespace):
 
 def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True, fitting: bool = False) -> None:
     """Executor flags; each resource flag sizes one kind of Ray worker and nothing else."""
+    from raydist.config import STALL_TIMEOUT_S
     from raydist.engine.scoring import DEFAULT_CACHE_MB
 
     g = p.add_argument_group("execution")
@@ -168,6 +169,8 @@ def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True
         g.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per segment task (THR, TTT4AS's SVMs, MEBin for one unit)")
         g.add_argument("--cache-mb", type=float, default=DEFAULT_CACHE_MB,
                        help="fitted detectors (banks) kept resident per scorer, least recently used evicted beyond this")  # fmt: skip
+        g.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
+                       help="Ray: give up (exit 4, finished units kept) when no unit finishes and no scoring actor starts for this long")  # fmt: skip
 
 
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
@@ -289,11 +292,15 @@ def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> 
         print(f"raydist {args.verb}: error: {what}: {redact_uri(str(e.filename or e))}{where}", file=sys.stderr)
         return 2
     except Exception as e:
+        from raydist.errors import StalledError
         from raydist.tracking import TrackingUnavailable
 
         if isinstance(e, TrackingUnavailable):
             print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
             return 3
+        if isinstance(e, StalledError):
+            print(f"raydist {args.verb}: error: stalled: {e}", file=sys.stderr)
+            return 4
         raise
 
 
@@ -394,7 +401,7 @@ def _run(a: argparse.Namespace) -> int:
 
                 dist.init(a.address, a.num_cpus)
                 report = dist.evaluate(a.data, a.model, a.out, cfg, dist.Resources(a.num_actors, a.gpus_per_actor, a.cpus_per_actor, a.cpus_per_task),
-                                       resume=resume, cache_mb=a.cache_mb, on_progress=progress)  # fmt: skip
+                                       resume=resume, cache_mb=a.cache_mb, on_progress=progress, stall_s=a.stall_timeout)  # fmt: skip
             else:
                 from raydist.engine.evaluate import evaluate
 

@@ -99,6 +99,10 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+# Ray evaluation gives up when no unit finishes (or no scoring actor starts) for this long: far
+# longer than one unit takes on any node measured (seconds), and short of a nightly window; a job
+# asking for a GPU on a cluster without one otherwise waits forever (Ray queues it silently).
+STALL_TIMEOUT_S = 3600.0
 BINARISERS = ("thr", "ttt4as", "mebin")  # every binariser a report can hold, in display order
 ALIGNS = ("none", "cada", "class")
 

@@ -52,3 +52,8 @@ class InvalidMapError(RowError):
 
 class ConfigError(ValueError):
     """A configuration value is invalid (raised before any work starts)."""
+
+
+class StalledError(RuntimeError):
+    """A Ray job made no progress for its stall timeout: the work asks for resources the cluster
+    does not have, or a worker hangs. Finished units are kept (a rerun resumes from them)."""

@@ -18,14 +18,14 @@ from typing import Any
 
 import ray
 
-from raydist.config import EvalConfig
+from raydist.config import STALL_TIMEOUT_S, EvalConfig
 from raydist.engine import results
 from raydist.engine.evaluate import finish, plan
 from raydist.engine.rows import INPUT_COLUMNS
 from raydist.engine.scoring import DEFAULT_CACHE_MB, Scored, Scorer
 from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
-from raydist.errors import ConfigError
+from raydist.errors import ConfigError, StalledError
 from raydist.progress import Progress
 from raydist.storage import transient_errors
 from raydist.timing import StageTimes
@@ -95,6 +95,21 @@ class Resources:
             raise ConfigError(f"--num-actors must be >= 1 and resources >= 0, got {self}")
 
 
+def stalled(what: str, stall_s: float) -> StalledError:
+    """The error for ``what`` not happening within ``stall_s``, with what the cluster has, to see why."""
+    have = {k: v for k, v in ray.available_resources().items() if not k.startswith(("node:", "memory", "object_store"))}
+    return StalledError(f"{what} within {stall_s:g} s (--stall-timeout); the cluster has free {have}: "
+                        "does any node have the resources asked for (--gpus-per-actor, --cpus-per-task...)?")  # fmt: skip
+
+
+def wait_one(refs: list, stall_s: float, what: str) -> list:
+    """``ray.wait`` for one of ``refs``, raising :class:`StalledError` when none is ready in time."""
+    ready, _ = ray.wait(refs, num_returns=1, timeout=stall_s)
+    if not ready:
+        raise stalled(what, stall_s)
+    return ready
+
+
 def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
@@ -148,10 +163,12 @@ def evaluate(
     storage_options=None,
     log=print,
     on_progress=None,
+    stall_s: float = STALL_TIMEOUT_S,
 ) -> dict[str, Any]:
     """Evaluate the test split on the connected Ray cluster; ``resume`` keeps current finished units
     (nightly); ``on_progress(progress)`` is called after each unit. The report's ``executor`` says
-    on which node each scoring actor ran and how many units each node segmented."""
+    on which node each scoring actor ran and how many units each node segmented. Raises
+    :class:`StalledError` when no unit finishes (or no scoring actor starts) for ``stall_s``."""
     import torch
 
     cfg = cfg or EvalConfig()
@@ -171,34 +188,39 @@ def evaluate(
             )
             for _ in range(res.num_actors)
         ]
-        actor_nodes = ray.get([a.node.remote() for a in actors])
-        limit = max_in_flight or 2 * len(actors)
-        pending_score: dict[ray.ObjectRef, Unit] = {}
-        pending_seg: list[ray.ObjectRef] = []
-        queue = list(p.todo)
-        turn = 0
-        while queue or pending_score or pending_seg:
-            while queue and len(pending_score) < limit:
-                u = queue.pop(0)
-                pending_score[actors[turn % len(actors)].score_unit.remote(u)] = u
-                turn += 1
-            ready, _ = ray.wait(list(pending_score) + pending_seg, num_returns=1)
-            for ref in ready:
-                if ref in pending_score:
-                    u = pending_score.pop(ref)
-                    pending_seg.append(segment_task.options(num_cpus=res.cpus_per_task).remote(u, ref, cfg, p.offset, out_uri, threads, storage_options))
-                else:
-                    pending_seg.remove(ref)
-                    done = ray.get(ref)
-                    evaluated += done["n_rows"]
-                    segment_nodes[done["node"]] = segment_nodes.get(done["node"], 0) + 1
-                    times.merge(done["times"])
-                    log(f"[ray] unit {done['unit']}: {done['n_rows']} images, {done['n_errors']} errors; {progress.step(done['n_rows'])}")
-                    if on_progress is not None:
-                        on_progress(progress)
-        for a in actors:
-            ray.kill(a)
-    executor = {"kind": "ray", **asdict(res), "cache_mb": cache_mb, "placement": {"scoring_actors": actor_nodes, "segment_units": segment_nodes}}
+        try:
+            try:
+                actor_nodes = ray.get([a.node.remote() for a in actors], timeout=stall_s)
+            except ray.exceptions.GetTimeoutError:
+                raise stalled(f"no scoring actor started (asked: {res.cpus_per_actor:g} CPU, {res.gpus_per_actor:g} GPU each)", stall_s) from None
+            limit = max_in_flight or 2 * len(actors)
+            pending_score: dict[ray.ObjectRef, Unit] = {}
+            pending_seg: list[ray.ObjectRef] = []
+            queue = list(p.todo)
+            turn = 0
+            while queue or pending_score or pending_seg:
+                while queue and len(pending_score) < limit:
+                    u = queue.pop(0)
+                    pending_score[actors[turn % len(actors)].score_unit.remote(u)] = u
+                    turn += 1
+                in_flight = f"{len(pending_score)} units scoring, {len(pending_seg)} segmenting ({res.cpus_per_task:g} CPU per task)"
+                for ref in wait_one(list(pending_score) + pending_seg, stall_s, f"no unit finished ({in_flight})"):
+                    if ref in pending_score:
+                        u = pending_score.pop(ref)
+                        pending_seg.append(segment_task.options(num_cpus=res.cpus_per_task).remote(u, ref, cfg, p.offset, out_uri, threads, storage_options))
+                    else:
+                        pending_seg.remove(ref)
+                        done = ray.get(ref)
+                        evaluated += done["n_rows"]
+                        segment_nodes[done["node"]] = segment_nodes.get(done["node"], 0) + 1
+                        times.merge(done["times"])
+                        log(f"[ray] unit {done['unit']}: {done['n_rows']} images, {done['n_errors']} errors; {progress.step(done['n_rows'])}")
+                        if on_progress is not None:
+                            on_progress(progress)
+        finally:  # a stalled or failed run leaves no actor holding a GPU behind
+            for a in actors:
+                ray.kill(a)
+    executor = {"kind": "ray", **asdict(res), "cache_mb": cache_mb, "stall_timeout_s": stall_s, "placement": {"scoring_actors": actor_nodes, "segment_units": segment_nodes}}
     # stage seconds are summed over workers: the scoring actors and the segment tasks run side by side
     free_cpus = ray.cluster_resources().get("CPU", 1.0) - res.num_actors * res.cpus_per_actor
     workers = res.num_actors + max(1, int(free_cpus / max(res.cpus_per_task, 1.0)))

@@ -1,0 +1,36 @@
+"""A Ray evaluation that cannot progress ends with a typed one-line error instead of hanging.
+
+Two real ways a job waits forever (Ray queues work it cannot place, silently): scoring actors that
+ask for a GPU the cluster lacks, and segment tasks that ask for more CPUs than any node has. Each
+runs `raydist evaluate --executor ray` on an embedded 2-CPU Ray (started and ended by the
+subprocess) with a short --stall-timeout: exit code 4, one line saying what did not happen and
+what the cluster has, within the timeout plus start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+@pytest.mark.parametrize("flags, expect", [
+    (["--gpus-per-actor", "1"], "no scoring actor started (asked: 1 CPU, 1 GPU each)"),
+    (["--cpus-per-task", "4"], "no unit finished"),
+])  # fmt: skip
+def test_unplaceable_work_stalls_out(flags, expect, synth_uri, wrn_model_uri, tmp_path):
+    cmd = [sys.executable, "-m", "raydist.cli", "evaluate", "--data", synth_uri, "--model", wrn_model_uri, "--out", str(tmp_path / "res"),
+           "--executor", "ray", "--num-cpus", "2", "--segment", "thr", "--no-tracking", "--stall-timeout", "8", *flags]  # fmt: skip
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    took = time.perf_counter() - t0
+    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    print(f"{flags}: rc {p.returncode} after {took:.0f} s: {last}")
+    assert p.returncode == 4, (p.stdout[-2000:], p.stderr[-3000:])
+    assert last.startswith("raydist evaluate: error: stalled: ") and expect in last and "within 8 s" in last
+    assert "'CPU'" in last  # says what the cluster has free, to see why
+    assert "Traceback" not in p.stderr
+    assert took < 120  # 8 s of waiting plus Ray's start-up and the model load (measured ~25-40 s here)
