@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="bottle,kolektorsdd")
     ap.add_argument("--anomalib-venv", default=str(Path.home() / ".cache" / "raydist" / "anomalib-venv"))
     ap.add_argument("--segment", default="thr,ttt4as,mebin")
+    ap.add_argument("--flags", default="", help="more `raydist segment` flags, e.g. '--unlabelled blob'")
+    ap.add_argument("--tag", default="", help="suffix of the output folder (one per flag set)")
     a = ap.parse_args(argv)
     python = ensure_venv(Path(a.anomalib_venv))
     for name in a.only.split(","):
@@ -88,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             got = np.load(work / "padim-out.npz")
             table = {"image_id": ids, "score_map": [npy(m) for m in got["maps"]], "image_score": [float(s) for s in got["scores"]]}
             pq.write_table(pa.table(table), maps)
-        out = work / "padim-segment"
+        out = work / f"padim-segment{a.tag}"
         flags = ["--resize", str(cfg.resize), "--crop", str(cfg.crop), "--aspect", str(cfg.aspect)]
         proc = subprocess.run([*RAYDIST, "segment", "--data", str(data), "--maps", str(maps), "--out", str(out), "--segment", a.segment,
-                               *flags], capture_output=True, text=True)  # fmt: skip
+                               *flags, *a.flags.split()], capture_output=True, text=True)  # fmt: skip
         if proc.returncode != 0:
             print(proc.stdout[-2000:], proc.stderr[-3000:])
             return proc.returncode

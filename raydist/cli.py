@@ -96,10 +96,6 @@ def _add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         g.add_argument(flag, dest=f"ttt_{key}", metavar=None if kw["choices"] else key.upper(), default=argparse.SUPPRESS, **kw)
 
 
-def _level_or_none(v: str) -> float | None:
-    return None if v.lower() == "none" else float(v)
-
-
 def _str_or_none(v: str) -> str | None:
     return None if v.lower() == "none" else v
 
@@ -120,9 +116,10 @@ def _ttt4as_help() -> list[tuple[str, str, dict]]:
         ("--grow-level", "grow_level", float, "grow: keep pixels >= median + level * (peak - median)"),
         ("--erode", "erode", float, "grow: drop region pixels within this distance of its border (px)"),
         ("--positive-stride", "positive_stride", int, "hard positives kept on a lattice of this step"),
-        ("--unlabelled-level", "unlabelled_level", _level_or_none,
-         "leave pixels connected to a peak above median + level * (peak - median) unlabelled; none = label them (paper)"),
-        ("--unlabelled-radius", "unlabelled_radius", int, "how far from its peak a blob is left unlabelled, pixels"),
+        ("--unlabelled", "unlabelled", str,
+         "pixels left to the features: thr (above THR's threshold), blob (a peak's blob), none (the paper: all may be nominal)"),
+        ("--unlabelled-level", "unlabelled_level", float, "blob: pixels connected to a peak above median + level * (peak - median)"),
+        ("--unlabelled-radius", "unlabelled_radius", int, "blob: how far from its peak, pixels"),
         ("--nominal-stride", "nominal_stride", int, "nominal pixels sampled on a lattice of this step"),
         ("--margin", "margin", int, "no nominal sample within this distance of a positive, pixels"),
         ("--max-nominal", "max_nominal", int, "cap on nominal samples"),
@@ -132,7 +129,7 @@ def _ttt4as_help() -> list[tuple[str, str, dict]]:
         ("--svm-input", "svm_input", str, "features (backbone grid) or score (the map itself)"),
         ("--fallback", "fallback", str, "mask of a degenerate image: empty or thr"),
     ]
-    choices = {"neighbourhood": pl.NEIGHBOURHOODS, "class_weight": ["balanced", None], "feature_scale": tt.FEATURE_SCALES,
+    choices = {"neighbourhood": pl.NEIGHBOURHOODS, "class_weight": ["balanced", None], "unlabelled": pl.UNLABELLED_SOURCES, "feature_scale": tt.FEATURE_SCALES,
                "svm_input": tt.INPUTS, "fallback": tt.FALLBACKS}  # fmt: skip
     return [(flag, key, {"type": t, "choices": choices.get(key), "help": f"{h} (default: {defaults[key]})"}) for flag, key, t, h in flags]
 

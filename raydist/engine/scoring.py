@@ -33,9 +33,15 @@ class Scored:
     features: np.ndarray | None = None  # (D, h, w) float16: compact hand-off to TTT4AS
     gt: np.ndarray | None = None
     thr_mask: np.ndarray | None = None
+    thr_known: bool = True  # False when the class has no nominal statistics (maps without val rows): thr_mask is then empty
     image: np.ndarray | None = None  # kept only on request (overlays, benchmarks)
     error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # method-specific report fields (unified: variant_scores, group)
+
+    @property
+    def thr_region(self) -> np.ndarray | None:
+        """THR's mask for TTT4AS (its unlabelled pixels, its fallback); None without nominal statistics."""
+        return self.thr_mask if self.thr_known else None
 
 
 DEFAULT_CACHE_MB = 4096.0  # per scorer (a process or an actor); measured: the bottle bank (10% of 167 images, 13,093 x 152 float16) is 4 MB
@@ -133,6 +139,7 @@ class Scorer:
                     o.score_map, o.image_score, o.gt = batch.maps[j].astype(np.float32), float(batch.image_scores[j]), d.gt
                     o.features = batch.features[j].astype(np.float16)
                     o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
+                    o.thr_known = bool(np.isfinite(batch.nominal[j]).all())
                     o.extras = batch.extras[j]
                     if self.keep_images:
                         o.image = d.image

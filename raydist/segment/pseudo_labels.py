@@ -6,11 +6,13 @@
    ``radius`` of it (``neighbourhood="disk"``), or the pixels connected to it whose score stays
    above a level between the map's median (its background) and the peak's own score, at most
    ``radius`` away (``neighbourhood="grow"``: the neighbourhood follows the defect's own extent);
-4. unlabelled: the blurred blob around each peak (pixels connected to it whose score stays above
-   ``median + unlabelled_level * (peak - median)``) gets no label: the map cannot say where a defect
-   ends inside its own blur, so the SVM decides those pixels from the features;
+4. unlabelled: the pixels the map cannot call nominal get no label, so the SVM decides them from
+   the features: those above the THR threshold of the class's nominal validation maps
+   (``unlabelled="thr"``, given ``thr_mask``), or the blurred blob around each peak (pixels
+   connected to it whose score stays above ``median + unlabelled_level * (peak - median)``,
+   ``"blob"``, also used when no THR mask exists);
 5. nominal: a regular grid every ``nominal_stride`` pixels over the rest of the map, excluding a
-   ``margin`` around the positives and the unlabelled blobs (spatially uniform, so it holds easy
+   ``margin`` around the positives and the unlabelled pixels (spatially uniform, so it holds easy
    and hard nominals).
 """
 
@@ -31,7 +33,9 @@ NOMINAL_STRIDE = 8
 MARGIN = 8
 NEIGHBOURHOOD = "disk"
 GROW_LEVEL = 0.85
-UNLABELLED_LEVEL: float | None = 0.5
+UNLABELLED = "thr"
+UNLABELLED_SOURCES = ("thr", "blob", "none")
+UNLABELLED_LEVEL = 0.5
 UNLABELLED_RADIUS = 128
 NEIGHBOURHOODS = ("disk", "grow")
 POSITIVE_STRIDE = 2
@@ -51,12 +55,13 @@ class PseudoLabels:
     negatives: np.ndarray  # (m, 2) int (row, col)
     peaks: np.ndarray  # (k, 2) int, the kept maxima
     reason: str | None = None  # why the labels cannot train a classifier, if they cannot
+    unlabelled: str = "none"  # where the unlabelled pixels came from: "thr", "blob" or "none"
 
 
 def validate_params(
     percentile: float, peak_size: int, radius: int, nominal_stride: int, margin: int,
     neighbourhood: str = NEIGHBOURHOOD, grow_level: float = GROW_LEVEL, positive_stride: int = POSITIVE_STRIDE,
-    peak_level: float = PEAK_LEVEL, erode: float = ERODE, unlabelled_level: float | None = UNLABELLED_LEVEL,
+    peak_level: float = PEAK_LEVEL, erode: float = ERODE, unlabelled: str = UNLABELLED, unlabelled_level: float = UNLABELLED_LEVEL,
     unlabelled_radius: int = UNLABELLED_RADIUS,
 ) -> None:  # fmt: skip
     if not 0 <= percentile < 100:
@@ -71,8 +76,10 @@ def validate_params(
         raise ConfigError(f"peak_level must be in [0, 1), got {peak_level}")
     if not 0 <= grow_level < 1:
         raise ConfigError(f"grow_level must be in [0, 1), got {grow_level}")
-    if unlabelled_level is not None and not 0 <= unlabelled_level < 1:
-        raise ConfigError(f"unlabelled_level must be in [0, 1) or None, got {unlabelled_level}")
+    if unlabelled not in UNLABELLED_SOURCES:
+        raise ConfigError(f"unlabelled must be one of {UNLABELLED_SOURCES}, got {unlabelled!r}")
+    if not 0 <= unlabelled_level < 1:
+        raise ConfigError(f"unlabelled_level must be in [0, 1), got {unlabelled_level}")
     if unlabelled_radius < 0:
         raise ConfigError(f"unlabelled_radius must be >= 0, got {unlabelled_radius}")
     if peak_size < 1 or radius < 0 or nominal_stride < 1 or margin < 0:
@@ -96,8 +103,10 @@ def pseudo_labels(
     positive_stride: int = POSITIVE_STRIDE,
     peak_level: float = PEAK_LEVEL,
     erode: float = ERODE,
-    unlabelled_level: float | None = UNLABELLED_LEVEL,
+    unlabelled: str = UNLABELLED,
+    unlabelled_level: float = UNLABELLED_LEVEL,
     unlabelled_radius: int = UNLABELLED_RADIUS,
+    thr_mask: np.ndarray | None = None,
 ) -> PseudoLabels:
     """Pseudo-label one (H, W) map.
 
@@ -113,23 +122,28 @@ def pseudo_labels(
             defects of radius 3-8 px give half-height blobs of 19-37 px; bottle defects of 11-23 px
             give 23-30 px). Any positive set read off the blob's extent is too large for small
             defects (grow 0.85: tire F1 0.10 vs THR 0.16) or too small for large ones (disk 8).
-        unlabelled_level=0.5, unlabelled_radius=128: so the blob itself (the pixels connected to a
-            peak above half its height over the median, within 128 px) gets no label at all, and
-            the SVM decides its pixels from the features: a large defect's features fill the blob,
-            a speck's halo looks like the background. Measured (F1; THR / r2 with the blob labelled
-            nominal, classes balanced / r2 with the blob unlabelled): bottle 0.42 / 0.30 / 0.56,
-            KolektorSDD 0.18 / 0.26 / 0.28, generated 0.18 / 0.47 / 0.61; the tire sample 0.16 /
-            0.18 / 0.11 is the price (a speck's halo is then labelled by features that are
-            blurred too). Levels 0.4 / 0.6 trade bottle for tire (0.60 / 0.09 and 0.51 / 0.14);
-            128 px instead of 64 lets a broken bottle's blob be left whole (+0.01); ``None`` = the
-            paper (everything outside the margin may be nominal).
+        unlabelled="thr": the pixels of THR's mask (above mu + 3 sigma of the class's nominal
+            validation maps) in a component that holds a peak get no label, and the SVM decides
+            them from the features. THR's mask says where a pixel is too high to be surely
+            nominal; its size follows the defect's (tire: ~200 px, bottle: ~16,000 px), so a
+            speck's blur stays nominal-labelled while a broken bottle's region is left to the
+            features. Measured (F1; THR / r2 with everything outside the margin labelled nominal,
+            balanced / the blob left unlabelled / THR's region left unlabelled): bottle 0.42 /
+            0.30 / 0.56 / 0.66, KolektorSDD 0.18 / 0.26 / 0.28 / 0.28, tire 0.16 / 0.18 / 0.11 /
+            0.18, generated 0.18 / 0.47 / 0.61 / 0.52; on anomalib PaDiM maps bottle 0.31 / - /
+            0.49 / 0.58, KolektorSDD 0.20 / - / 0.28 / 0.26. Components without a peak (THR's
+            false alarms elsewhere) stay nominal-eligible.
+        unlabelled="blob", unlabelled_level=0.5, unlabelled_radius=128: used when no THR mask
+            exists (maps without nominal validation rows): the pixels connected to a peak above
+            half its height over the median, within 128 px. The map's blur hides a defect's size,
+            so the blob is too large for specks (tire 0.11) but right for large defects.
+            ``"none"`` = the paper (everything outside the margin may be nominal).
         positive_stride=2: hard positives on a 2-px lattice: neighbouring pixels carry near-identical
             bilinear features (<= 0.005 F1 on the dev set; matters for large neighbourhoods).
         nominal_stride=8: one nominal sample per feature cell: uniform, and ~700 points at 224 px,
             enough for a linear SVM without redundant, identical interpolated features.
-        margin=8: one feature cell of clearance around the positives and the unlabelled blobs
-            (the blob already keeps the defect's rim out; 16 gave bottle +0.05, tire -0.03,
-            KolektorSDD and generated data -0.01 to -0.03; 4 the reverse).
+        margin=8: one feature cell of clearance around the positives and the unlabelled pixels
+            (16: tire -0.03, KolektorSDD and generated data -0.01; 4: within 0.02 everywhere).
         max_nominal: optional cap (random subset with ``seed``), for very large maps.
         neighbourhood="grow": the pixels connected to the peak whose score stays
             ``>= median + grow_level * (peak - median)``, at most ``radius`` px away (the previous
@@ -144,7 +158,7 @@ def pseudo_labels(
     """
     validate_params(
         percentile, peak_size, radius, nominal_stride, margin, neighbourhood, grow_level, positive_stride, peak_level, erode,
-        unlabelled_level, unlabelled_radius,
+        unlabelled, unlabelled_level, unlabelled_radius,
     )  # fmt: skip
     s = np.asarray(score_map, dtype=np.float32)
     if s.ndim != 2:
@@ -158,7 +172,8 @@ def pseudo_labels(
     peaks = local_max & (s > level)
     if not peaks.any():
         return PseudoLabels(empty, empty, empty, f"no local maximum above the {percentile:g}th percentile (flat map)")
-    needs_median = peak_level > 0 or neighbourhood == "grow" or unlabelled_level is not None
+    source = "blob" if unlabelled == "thr" and thr_mask is None else unlabelled
+    needs_median = peak_level > 0 or neighbourhood == "grow" or source == "blob"
     med = float(np.median(s)) if needs_median else 0.0  # the background level
     if peak_level > 0:
         peaks &= s >= med + peak_level * (float(s[peaks].max()) - med)
@@ -169,7 +184,11 @@ def pseudo_labels(
         # dilation by disk(r), at O(H*W) cost whatever the radius
         pos = ndimage.distance_transform_edt(~peaks) <= radius
     labelled_or_unsure = pos
-    if unlabelled_level is not None:
+    if source == "thr":
+        if np.shape(thr_mask) != s.shape:
+            raise ValueError(f"THR mask shape {np.shape(thr_mask)} differs from the score map's {s.shape}")
+        labelled_or_unsure = pos | peak_components(np.asarray(thr_mask, dtype=bool), peaks)
+    elif source == "blob":
         labelled_or_unsure = pos | grown_neighbourhood(s, np.argwhere(peaks), med, unlabelled_radius, unlabelled_level)
     excl = ndimage.distance_transform_edt(~labelled_or_unsure) <= margin
     grid = np.zeros_like(pos)
@@ -187,7 +206,14 @@ def pseudo_labels(
         lattice = np.zeros_like(pos)
         lattice[positive_stride // 2 :: positive_stride, positive_stride // 2 :: positive_stride] = True
         kept = (pos & lattice) | peaks
-    return PseudoLabels(np.argwhere(kept), neg, np.argwhere(peaks), reason)
+    return PseudoLabels(np.argwhere(kept), neg, np.argwhere(peaks), reason, source)
+
+
+def peak_components(region: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """The 8-connected components of ``region`` that hold a peak (a boolean (H, W) map of peaks)."""
+    lab, _ = ndimage.label(region, structure=np.ones((3, 3), dtype=bool))
+    ids = np.unique(lab[peaks & region])
+    return np.isin(lab, ids[ids > 0])
 
 
 def grown_neighbourhood(

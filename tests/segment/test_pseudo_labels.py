@@ -83,3 +83,40 @@ def test_peak_level_drops_secondary_peaks():
     m = bump((96, 96), 30, 30, 4, 1.0) + bump((96, 96), 70, 70, 4, 0.6)
     assert len(pseudo_labels(m, percentile=95).peaks) == 2
     assert pseudo_labels(m, percentile=95, peak_level=0.8).peaks.tolist() == [[30, 30]]
+
+
+def _min_distance(points: np.ndarray, region: np.ndarray) -> float:
+    from scipy import ndimage
+
+    return float(ndimage.distance_transform_edt(~region)[points[:, 0], points[:, 1]].min())
+
+
+def test_thr_region_is_left_unlabelled():
+    m = bump((96, 96), 48, 48, 6, 1.0)
+    thr = np.zeros((96, 96), bool)
+    thr[28:70, 30:66] = True  # THR's mask: wider than the peak's neighbourhood
+    pl = pseudo_labels(m, thr_mask=thr)
+    assert pl.unlabelled == "thr"
+    assert np.all(np.hypot(*(pl.positives - [48, 48]).T) <= 2)  # positives: the peak and its 2-px neighbours only
+    assert _min_distance(pl.negatives, thr) > 8  # no nominal inside THR's region or its margin
+    assert len(pl.negatives) > 40  # the rest of the image still holds nominals
+
+
+def test_without_thr_mask_the_blob_is_left_unlabelled():
+    m = bump((128, 128), 64, 64, 12, 1.0) + 0.01
+    pl = pseudo_labels(m)  # no THR statistics (e.g. maps without validation rows)
+    assert pl.unlabelled == "blob"
+    blob = m >= np.median(m) + 0.5 * (m.max() - np.median(m))  # the half-height blob, radius ~14 px
+    assert _min_distance(pl.negatives, blob) > 8
+    none = pseudo_labels(m, unlabelled="none")
+    assert none.unlabelled == "none" and len(none.negatives) > len(pl.negatives)
+    assert _min_distance(none.negatives, blob) < 8  # the paper's rule labels the blurred blob nominal
+
+
+def test_thr_mask_must_match_the_map():
+    with pytest.raises(ValueError, match="THR mask shape"):
+        pseudo_labels(bump((32, 32), 16, 16, 3, 1.0), thr_mask=np.zeros((16, 16), bool))
+    with pytest.raises(ConfigError):
+        pseudo_labels(np.zeros((8, 8)), unlabelled="halo")
+    with pytest.raises(ConfigError):
+        pseudo_labels(np.zeros((8, 8)), unlabelled_level=1.0)
