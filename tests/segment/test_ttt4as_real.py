@@ -37,9 +37,9 @@ def kolektor(tmp_path_factory):
                   coreset_ratio=0.02)  # fmt: skip
 
 
-# measured here (2 threads, fresh fits on two machines): bottle THR 0.42-0.43 / TTT4AS 0.56;
-# KolektorSDD at coreset 2%: 0.18 / 0.27 (the margins leave ~0.03 for fit and BLAS differences)
-@pytest.mark.parametrize("name, margin", [("bottle", 0.10), ("kolektor", 0.06)])
+# measured here (2 threads): bottle THR 0.42 / TTT4AS 0.66; KolektorSDD at coreset 2%: 0.18 / 0.28
+# (the margins leave room for fit and BLAS differences across machines: bottle's THR moved 0.007)
+@pytest.mark.parametrize("name, margin", [("bottle", 0.15), ("kolektor", 0.06)])
 def test_ttt4as_beats_thr_on_real_data(name, margin, request):
     split = request.getfixturevalue(name)
     thr, ttt = thr_block(split), ttt4as_block(split, {})
@@ -49,3 +49,19 @@ def test_ttt4as_beats_thr_on_real_data(name, margin, request):
     assert ttt["f1_pooled"] > thr["f1_pooled"]
     # TTT4AS masks are closer to the true defect size than THR's (by area, on a log scale)
     assert abs(np.log(ttt["area_pred"] / ttt["area_true"])) < abs(np.log(thr["area_pred"] / thr["area_true"]))
+
+
+@pytest.fixture(scope="module")
+def tire(tmp_path_factory):
+    return _split(tmp_path_factory.mktemp("tire"), "mvtec3d-rgb-tire", "mvtec-3d", resize=224, crop=224)
+
+
+def test_ttt4as_keeps_specks_small(tire):
+    """Defects of ~100 px (radius 3-8) on the tire sample: far below the map's blur. Leaving THR's
+    region unlabelled keeps TTT4AS level with THR there; the peak's blob (the fallback without
+    nominal statistics) paints the blur. Measured: THR 0.163, TTT4AS 0.176, blob rule 0.113."""
+    thr, ttt, blob = thr_block(tire), ttt4as_block(tire, {}), ttt4as_block(tire, {"unlabelled": "blob"})
+    print(f"tire: F1 THR {thr['f1']:.3f} TTT4AS {ttt['f1']:.3f} blob rule {blob['f1']:.3f}; area pred {ttt['area_pred']:.0f} true {ttt['area_true']:.0f}")
+    assert ttt["f1"] > thr["f1"] - 0.01
+    assert ttt["f1"] > blob["f1"] + 0.03
+    assert ttt["area_pred"] < 0.7 * blob["area_pred"]  # measured 799 vs 1,577 px (true 96)
