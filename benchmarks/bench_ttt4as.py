@@ -29,12 +29,12 @@ from raydist.segment.ttt4as import dense_decision, dense_decision_naive  # noqa:
 VARIANTS = {
     "defaults": {},
     "defaults, every positive (positive_stride=1)": {"positive_stride": 1},
-    "previous defaults (grown 0.85 cap 32, margin 16, blob labelled)": {
-        "neighbourhood": "grow", "radius": 32, "margin": 16, "unlabelled_level": None,
+    "previous defaults (grown 0.85 cap 32, margin 16, all labelled)": {
+        "neighbourhood": "grow", "radius": 32, "margin": 16, "unlabelled": "none", "class_weight": None,
     },  # fmt: skip
-    "first defaults (disk r8, standardize, blob labelled)": {
+    "first defaults (disk r8, standardize, all labelled)": {
         "neighbourhood": "disk", "radius": 8, "feature_scale": "standardize", "C": 0.001, "positive_stride": 1, "tol": 1e-4,
-        "margin": 16, "unlabelled_level": None,
+        "margin": 16, "unlabelled": "none", "class_weight": None,
     },  # fmt: skip
 }
 
