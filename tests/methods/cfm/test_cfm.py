@@ -36,17 +36,31 @@ def by_defect(data, out, kinds):
 
 
 def test_cfm_sees_3d_only_and_colour_only_defects(xyz_data, tmp_path):
-    figures = {}
-    for agg in ("product", "sum", "max"):
-        model = str(tmp_path / f"m-{agg}")
-        cfg = ModelConfig(method="cfm", backbone="efficientnet_lite0", weights="none", resize=128, crop=128, cfm_epochs=30, cfm_aggregation=agg)
+    """On every seed (the MLPs' init and batch order), and the same figures whatever the thread count.
+
+    Measured (P-AUROC all / 3D-only / colour-only): seed 0 0.833 / 0.987 / 0.792, seed 1 0.815 /
+    0.978 / 0.756, seed 2 0.802 / 0.962 / 0.731; 1 and 2 torch threads equal to 4 decimals.
+    """
+    import torch
+
+    def run(seed: int, tag: str) -> tuple[float, float, float]:
+        model, out = str(tmp_path / f"m-{tag}"), str(tmp_path / f"r-{tag}")
+        cfg = ModelConfig(method="cfm", backbone="efficientnet_lite0", weights="none", resize=128, crop=128, cfm_epochs=30, seed=seed)
         fit_model(xyz_data, model, cfg)
-        out = str(tmp_path / f"r-{agg}")
         rep = evaluate(xyz_data, model, out, EvalConfig())
-        figures[agg] = (rep["mean"]["p_auroc"], by_defect(xyz_data, out, {"bump", "dent"}), by_defect(xyz_data, out, {"spot", "colour", "missing"}))
-    print("CFM P-AUROC (all, 3D-only, colour-only):", figures)
-    p_all, p_3d, p_col = figures["product"]
-    assert p_3d > 0.6 and p_col > 0.6 and p_all > 0.6
+        return rep["mean"]["p_auroc"], by_defect(xyz_data, out, {"bump", "dent"}), by_defect(xyz_data, out, {"spot", "colour", "missing"})
+
+    figures = {seed: run(seed, f"s{seed}") for seed in (0, 1, 2)}
+    print("CFM P-AUROC (all, 3D-only, colour-only) by seed:", figures)
+    for p_all, p_3d, p_col in figures.values():
+        assert p_3d > 0.9 and p_col > 0.65 and p_all > 0.75
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        other = run(0, "threads")
+    finally:
+        torch.set_num_threads(threads)
+    assert np.allclose(other, figures[0], atol=1e-3), (other, figures[0])
 
 
 def test_cfm_on_real_mvtec3d_sample(tmp_path):
