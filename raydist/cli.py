@@ -160,14 +160,19 @@ def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True
         g.add_argument("--gpus-per-fit-task", type=float, default=0.0, help="Ray: GPUs per fit task (one task per class; 1 on GPU nodes)")
         g.add_argument("--cpus-per-fit-task", type=float, default=1.0, help="Ray: CPUs per fit task")
     if scoring:
+        g.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
+                       help="Ray: give up (exit 4, finished units kept) when no unit finishes and no scoring actor starts for this long")  # fmt: skip
+    elif fitting:  # one fit unit of a large class can take hours on CPU: no limit unless asked
+        g.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
+                       help="Ray: give up (exit 4, fitted units kept) when no fit unit finishes for this long (default: no limit)")  # fmt: skip
+    if scoring:
         g.add_argument("--num-actors", type=int, default=1, help="Ray: scoring actors (backbone + resident banks; one per GPU on a GPU cluster)")
         g.add_argument("--gpus-per-actor", type=float, default=0.0, help="Ray: GPUs per scoring actor (1 puts them on GPU nodes)")
         g.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per scoring actor")
         g.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per segment task (THR, TTT4AS's SVMs, MEBin for one unit)")
         g.add_argument("--cache-mb", type=float, default=DEFAULT_CACHE_MB,
                        help="fitted detectors (banks) kept resident per scorer, least recently used evicted beyond this")  # fmt: skip
-        g.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
-                       help="Ray: give up (exit 4, finished units kept) when no unit finishes and no scoring actor starts for this long")  # fmt: skip
+
 
 
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
@@ -457,7 +462,7 @@ def _fit_with_executor(a: argparse.Namespace, cfg, out: str, batch_size: int) ->
         from raydist.distributed.fit import fit as fit_ray
 
         dist.init(a.address, a.num_cpus)
-        return fit_ray(a.data, out, cfg, a.classes, batch_size, a.gpus_per_fit_task, a.cpus_per_fit_task)
+        return fit_ray(a.data, out, cfg, a.classes, batch_size, a.gpus_per_fit_task, a.cpus_per_fit_task, stall_s=a.stall_timeout)
     from raydist.engine.fit import fit
 
     return fit(a.data, out, cfg, a.classes, batch_size, log=print)

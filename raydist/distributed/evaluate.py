@@ -99,11 +99,12 @@ def stalled(what: str, stall_s: float) -> StalledError:
     """The error for ``what`` not happening within ``stall_s``, with what the cluster has, to see why."""
     have = {k: v for k, v in ray.available_resources().items() if not k.startswith(("node:", "memory", "object_store"))}
     return StalledError(f"{what} within {stall_s:g} s (--stall-timeout); the cluster has free {have}: "
-                        "does any node have the resources asked for (--gpus-per-actor, --cpus-per-task...)?")  # fmt: skip
+                        "does any node have the resources this job asks for (its --gpus-per-* / --cpus-per-* flags)?")  # fmt: skip
 
 
-def wait_one(refs: list, stall_s: float, what: str) -> list:
-    """``ray.wait`` for one of ``refs``, raising :class:`StalledError` when none is ready in time."""
+def wait_one(refs: list, stall_s: float | None, what: str) -> list:
+    """``ray.wait`` for one of ``refs``, raising :class:`StalledError` when none is ready in time
+    (``stall_s`` None: wait as long as it takes)."""
     ready, _ = ray.wait(refs, num_returns=1, timeout=stall_s)
     if not ready:
         raise stalled(what, stall_s)

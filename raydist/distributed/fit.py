@@ -31,9 +31,13 @@ def fit_task(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, batch
 
 def fit(
     data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 16, gpus_per_task: float = 0.0, cpus_per_task: float = 1.0,
-    storage_options=None, log=print,
+    storage_options=None, log=print, stall_s: float | None = None,
 ) -> dict[str, Any]:
+    """Fit the missing units on Ray; ``stall_s``: raise :class:`~raydist.errors.StalledError` when no
+    unit finishes for that long (None: wait, as one unit of a large class can take hours on CPU)."""
     import torch
+
+    from raydist.distributed.evaluate import wait_one
 
     cfg = with_weights_id(cfg, device="cpu")
     units = plan_fit(data_uri, cfg, classes, storage_options)
@@ -43,7 +47,8 @@ def fit(
     refs = [fit_task.options(num_gpus=gpus_per_task, num_cpus=cpus_per_task).remote(data_uri, out_uri, cfg, u, batch_size, torch.get_num_threads(), storage_options)
             for u in todo]  # fmt: skip
     while refs:
-        ready, refs = ray.wait(refs, num_returns=1)
+        ready = wait_one(refs, stall_s, f"no fit unit finished ({len(refs)} in flight, {cpus_per_task:g} CPU / {gpus_per_task:g} GPU per task)")
+        refs = [r for r in refs if r != ready[0]]
         name, res = ray.get(ready[0])
         if isinstance(res, str):
             errors[name] = res
