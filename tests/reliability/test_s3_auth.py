@@ -61,13 +61,13 @@ def s3_with_auth():
         server.stop()
 
 
-def _raydist(endpoint: str, key: tuple[str, str], cwd, *args: str) -> tuple[int, str, float]:
+def _raydist(endpoint: str, key: tuple[str, str], cwd, *args: str, tracking: str | None = None) -> tuple[int, str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env |= {"AWS_ACCESS_KEY_ID": key[0], "AWS_SECRET_ACCESS_KEY": key[1], "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": endpoint, "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    track = [] if args[0] == "synth" else (["--tracking-uri", tracking] if tracking else ["--no-tracking"])
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "raydist.cli", *args, "--no-tracking"] if args[0] != "synth" else
-                       [sys.executable, "-m", "raydist.cli", *args], env=env, capture_output=True, text=True, cwd=cwd, timeout=600)  # fmt: skip
+    p = subprocess.run([sys.executable, "-m", "raydist.cli", *args, *track], env=env, capture_output=True, text=True, cwd=cwd, timeout=600)
     return p.returncode, p.stdout + p.stderr, time.perf_counter() - t0
 
 
@@ -88,8 +88,11 @@ def test_refused_credentials_fail_fast_with_one_line_and_no_secret(s3_with_auth,
     rc, log, _ = _raydist(endpoint, keys["writer"], tmp_path, *ev, "--out", f"s3://{BUCKET}/res-writer")
     assert rc == 0 and "metrics.json" in log, log[-2000:]
 
+    # the refused runs are tracked in a local MLflow store: every file written is searched for secrets below
+    track = f"sqlite:///{tmp_path}/mlflow.db"
+
     # the same key id with a wrong secret: SignatureDoesNotMatch -> one line, exit 2, no retries
-    rc, log, took = _raydist(endpoint, (keys["writer"][0], WRONG_SECRET), tmp_path, *ev, "--out", f"s3://{BUCKET}/res-wrong")
+    rc, log, took = _raydist(endpoint, (keys["writer"][0], WRONG_SECRET), tmp_path, *ev, "--out", f"s3://{BUCKET}/res-wrong", tracking=track)
     print(f"wrong secret: rc {rc}, {took:.1f} s: {log.strip().splitlines()[-1]}")
     assert rc == 2, log[-3000:]
     assert "error: access denied" in log and "Traceback" not in log, log[-3000:]
@@ -97,7 +100,7 @@ def test_refused_credentials_fail_fast_with_one_line_and_no_secret(s3_with_auth,
     assert took < 60  # refused, not retried as an outage (measured: a few seconds, mostly imports)
 
     # the reader may read the dataset and the model, not write results
-    rc, log, _ = _raydist(endpoint, keys["reader"], tmp_path, *ev, "--out", f"s3://{BUCKET}/res-reader")
+    rc, log, _ = _raydist(endpoint, keys["reader"], tmp_path, *ev, "--out", f"s3://{BUCKET}/res-reader", tracking=track)
     print(f"read-only user: rc {rc}: {log.strip().splitlines()[-1]}")
     assert rc == 2 and "error: access denied" in log and "Traceback" not in log, log[-3000:]
     assert keys["reader"][1] not in log
@@ -110,3 +113,8 @@ def test_refused_credentials_fail_fast_with_one_line_and_no_secret(s3_with_auth,
     for n in names:  # no credential was written into any object
         body = w.get_object(Bucket=BUCKET, Key=n)["Body"].read()
         assert WRONG_SECRET.encode() not in body and keys["writer"][1].encode() not in body
+    written = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert any(f.name == "mlflow.db" for f in written)  # the reader's run started (and failed) in MLflow
+    for f in written:  # nor into any local file: the MLflow store (params, tags, the failed run) included
+        data = f.read_bytes()
+        assert WRONG_SECRET.encode() not in data and keys["writer"][1].encode() not in data, f

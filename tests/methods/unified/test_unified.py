@@ -43,7 +43,7 @@ def test_unified_variants(mixed, tmp_path):
     assert all(figures[(s, "cada")] > 0.8 for s in (0, 1, 2))  # measured 0.86-0.89: far above chance
 
 def test_routing_recovers_classes(mixed):
-    """Routing recovers the classes without reading labels."""
+    """Routing recovers the classes without reading labels, on every seed tried (k-means init)."""
     from raydist.data.dataset import read_table
     from raydist.engine.rows import INPUT_COLUMNS, decode_row
     from raydist.features.encoder import Encoder
@@ -52,7 +52,9 @@ def test_routing_recovers_classes(mixed):
     enc = Encoder(ModelConfig(resize=128, crop=128))
     rows = read_table(mixed, splits=["train"], columns=INPUT_COLUMNS).to_pylist()
     grids = enc.extract([decode_row(r, enc.prep).image for r in rows])
-    assign = Router(seed=0).fit(grids).assign(grids)
-    ari = adjusted_rand_score([r["class_name"] for r in rows], assign)
-    print("routing ARI:", round(ari, 3), "clusters:", len(np.unique(assign)))
-    assert ari > 0.8
+    labels = [r["class_name"] for r in rows]
+    for seed in (0, 1, 2):
+        assign = Router(seed=seed).fit(grids).assign(grids)
+        ari = adjusted_rand_score(labels, assign)
+        print(f"routing seed {seed}: ARI {ari:.3f}, {len(np.unique(assign))} clusters")
+        assert ari > 0.8
