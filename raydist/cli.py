@@ -93,7 +93,9 @@ def _add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
                    help=f"images larger than this are refused, a decompression-bomb guard (default: {d['max_pixels']})")
     g = p.add_argument_group("TTT4AS (defaults and their reasons: README, TTT4AS section)")
     for flag, key, kw in _ttt4as_help():
-        g.add_argument(flag, dest=f"ttt_{key}", metavar=None if kw["choices"] else key.upper(), default=argparse.SUPPRESS, **kw)
+        # choices as the user types them ("none" for None), not as argparse prints the converted values
+        metavar = "{" + ",".join("none" if c is None else str(c) for c in kw["choices"]) + "}" if kw["choices"] else key.upper()
+        g.add_argument(flag, dest=f"ttt_{key}", metavar=metavar, default=argparse.SUPPRESS, **kw)
 
 
 def _str_or_none(v: str) -> str | None:
