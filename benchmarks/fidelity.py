@@ -39,20 +39,30 @@ CATEGORIES = {
 COLS = ("f1", "f1_pooled", "precision", "recall", "f1_small", "f1_medium", "f1_large", "area_pred")
 
 
-def prepare(name: str, work: Path, data_root: Path, method: str = "patchcore") -> tuple[str, str] | None:
-    data, model = work / name / "data", work / name / ("model" if method == "patchcore" else f"model-{method}")
+def ingested(name: str, work: Path, data_root: Path) -> tuple[Path, dict] | None:
+    """The category's dataset under ``work`` (ingested once) and its model config overrides; None
+    when its source is absent. Shared with benchmarks/other_maps.py."""
+    data = work / name / "data"
     if name == "synthetic":
         if not data.exists():  # the README demo's data: 224 px, framed like MVTec 3D-AD (no crop)
             write_synth(str(data), SynthConfig(size=224, seed=0))
-        overrides = {"resize": 224, "crop": 224}
-    else:
-        sub, fmt, overrides = CATEGORIES[name]
-        src = data_root / sub
-        if not src.is_dir():
-            print(f"[fidelity] {name}: {src} absent, skipped")
-            return None
-        if not data.exists():
-            ingest(src, str(data), fmt)
+        return data, {"resize": 224, "crop": 224}
+    sub, fmt, overrides = CATEGORIES[name]
+    src = data_root / sub
+    if not src.is_dir():
+        print(f"[fidelity] {name}: {src} absent, skipped")
+        return None
+    if not data.exists():
+        ingest(src, str(data), fmt)
+    return data, overrides
+
+
+def prepare(name: str, work: Path, data_root: Path, method: str = "patchcore") -> tuple[str, str] | None:
+    got = ingested(name, work, data_root)
+    if got is None:
+        return None
+    data, overrides = got
+    model = work / name / ("model" if method == "patchcore" else f"model-{method}")
     if method != "patchcore":  # another detector's maps: CFM (RGB + point cloud, needs xyz) at the paper's settings
         overrides = {k: v for k, v in overrides.items() if k != "coreset_ratio"} | {"method": method}
     fit_model(str(data), str(model), ModelConfig(**overrides), log=print)  # reuses what is fitted with this config and data

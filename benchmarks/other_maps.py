@@ -26,12 +26,11 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fidelity import CATEGORIES  # noqa: E402
+from fidelity import ingested  # noqa: E402
 from vs_anomalib import RAYDIST, ensure_venv, run_child  # noqa: E402
 
 from raydist.config import ModelConfig  # noqa: E402
 from raydist.data.dataset import read_table  # noqa: E402
-from raydist.data.ingest import ingest  # noqa: E402
 from raydist.engine.rows import INPUT_COLUMNS, decode_row  # noqa: E402
 from raydist.features.encoder import Encoder  # noqa: E402
 
@@ -71,14 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     python = ensure_venv(Path(a.anomalib_venv))
     for name in a.only.split(","):
-        sub, fmt, overrides = CATEGORIES[name]
-        if not (Path(a.data_root) / sub).is_dir():
-            print(f"[other-maps] {name}: {Path(a.data_root) / sub} absent, skipped")
+        got = ingested(name, Path(a.work), Path(a.data_root))
+        if got is None:
             continue
-        work = Path(a.work) / name
-        data = work / "data"
-        if not data.exists():
-            ingest(Path(a.data_root) / sub, str(data), fmt)
+        data, overrides = got
+        work = data.parent
         cfg = ModelConfig(**{k: v for k, v in overrides.items() if k != "coreset_ratio"})
         maps = work / "padim-maps.parquet"
         if not maps.exists():

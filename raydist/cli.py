@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from raydist import __version__
 from raydist.data.ingest import FORMATS, KOLEKTOR_TRAIN_SHARE
-from raydist.errors import ConfigError
+from raydist.errors import ConfigError, StalledError
 
 
 def _field_type(f: dataclasses.Field) -> type:
@@ -295,16 +295,15 @@ def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> 
             where = f" (on one of: {', '.join(uris)})" if uris else ""
         print(f"raydist {args.verb}: error: {what}: {redact_uri(str(e.filename or e))}{where}", file=sys.stderr)
         return 2
+    except StalledError as e:  # a Ray job that could not progress (raydist.distributed)
+        print(f"raydist {args.verb}: error: stalled: {e}", file=sys.stderr)
+        return 4
     except Exception as e:
-        from raydist.errors import StalledError
         from raydist.tracking import TrackingUnavailable
 
         if isinstance(e, TrackingUnavailable):
             print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
             return 3
-        if isinstance(e, StalledError):
-            print(f"raydist {args.verb}: error: stalled: {e}", file=sys.stderr)
-            return 4
         raise
 
 

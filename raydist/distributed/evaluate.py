@@ -111,6 +111,14 @@ def wait_one(refs: list, stall_s: float | None, what: str) -> list:
     return ready
 
 
+def _started_nodes(actors: list, res: Resources, stall_s: float) -> list[str]:
+    """Each scoring actor's node, once it has started (its model loaded); StalledError if not in time."""
+    try:
+        return ray.get([a.node.remote() for a in actors], timeout=stall_s)
+    except ray.exceptions.GetTimeoutError:
+        raise stalled(f"no scoring actor started (asked: {res.cpus_per_actor:g} CPU, {res.gpus_per_actor:g} GPU each)", stall_s) from None
+
+
 def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
@@ -190,10 +198,7 @@ def evaluate(
             for _ in range(res.num_actors)
         ]
         try:
-            try:
-                actor_nodes = ray.get([a.node.remote() for a in actors], timeout=stall_s)
-            except ray.exceptions.GetTimeoutError:
-                raise stalled(f"no scoring actor started (asked: {res.cpus_per_actor:g} CPU, {res.gpus_per_actor:g} GPU each)", stall_s) from None
+            actor_nodes = _started_nodes(actors, res, stall_s)
             limit = max_in_flight or 2 * len(actors)
             pending_score: dict[ray.ObjectRef, Unit] = {}
             pending_seg: list[ray.ObjectRef] = []

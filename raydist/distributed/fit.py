@@ -11,6 +11,7 @@ from typing import Any
 import ray
 
 from raydist.config import ModelConfig
+from raydist.distributed.evaluate import wait_one
 from raydist.engine.fit import FitUnit, finish_fit, fit_unit, pending, plan_fit, with_weights_id
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
@@ -36,8 +37,6 @@ def fit(
     """Fit the missing units on Ray; ``stall_s``: raise :class:`~raydist.errors.StalledError` when no
     unit finishes for that long (None: wait, as one unit of a large class can take hours on CPU)."""
     import torch
-
-    from raydist.distributed.evaluate import wait_one
 
     cfg = with_weights_id(cfg, device="cpu")
     units = plan_fit(data_uri, cfg, classes, storage_options)

@@ -17,34 +17,33 @@ import time
 import pytest
 
 
+def run_stalling(*args: str) -> tuple[subprocess.CompletedProcess, str, float]:
+    """`raydist ARGS` on an embedded 2-CPU Ray with an 8 s stall timeout: the process, its last stderr line, seconds."""
+    cmd = [sys.executable, "-m", "raydist.cli", *args, "--executor", "ray", "--num-cpus", "2", "--no-tracking", "--stall-timeout", "8"]
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    took = time.perf_counter() - t0
+    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+    print(f"{args[0]} {args[-2:]}: rc {p.returncode} after {took:.0f} s: {last}")
+    assert p.returncode == 4, (p.stdout[-2000:], p.stderr[-3000:])
+    assert "Traceback" not in p.stderr
+    return p, last, took
+
+
 @pytest.mark.parametrize("flags, expect", [
     (["--gpus-per-actor", "1"], "no scoring actor started (asked: 1 CPU, 1 GPU each)"),
     (["--cpus-per-task", "4"], "no unit finished"),
 ])  # fmt: skip
 def test_unplaceable_work_stalls_out(flags, expect, synth_uri, wrn_model_uri, tmp_path):
-    cmd = [sys.executable, "-m", "raydist.cli", "evaluate", "--data", synth_uri, "--model", wrn_model_uri, "--out", str(tmp_path / "res"),
-           "--executor", "ray", "--num-cpus", "2", "--segment", "thr", "--no-tracking", "--stall-timeout", "8", *flags]  # fmt: skip
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    took = time.perf_counter() - t0
-    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-    print(f"{flags}: rc {p.returncode} after {took:.0f} s: {last}")
-    assert p.returncode == 4, (p.stdout[-2000:], p.stderr[-3000:])
+    _, last, took = run_stalling("evaluate", "--data", synth_uri, "--model", wrn_model_uri, "--out", str(tmp_path / "res"), "--segment", "thr", *flags)
     assert last.startswith("raydist evaluate: error: stalled: ") and expect in last and "within 8 s" in last
     assert "'CPU'" in last  # says what the cluster has free, to see why
-    assert "Traceback" not in p.stderr
     assert took < 120  # 8 s of waiting plus Ray's start-up and the model load (measured ~25-40 s here)
 
 
 def test_unplaceable_fit_stalls_out_when_asked(synth_uri, tmp_path):
     """The Ray fit waits without limit by default (a unit of a large class can take hours on CPU);
     with --stall-timeout, fit tasks that ask for a GPU the cluster lacks end the same way."""
-    cmd = [sys.executable, "-m", "raydist.cli", "fit", "--data", synth_uri, "--out", str(tmp_path / "model"), "--executor", "ray",
-           "--num-cpus", "2", "--weights", "none", "--resize", "64", "--crop", "64", "--no-tracking",
-           "--gpus-per-fit-task", "1", "--stall-timeout", "8"]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
-    print(f"fit: rc {p.returncode}: {last}")
-    assert p.returncode == 4, (p.stdout[-2000:], p.stderr[-3000:])
+    _, last, _ = run_stalling("fit", "--data", synth_uri, "--out", str(tmp_path / "model"), "--weights", "none", "--resize", "64", "--crop", "64",
+                              "--gpus-per-fit-task", "1")  # fmt: skip
     assert last.startswith("raydist fit: error: stalled: no fit unit finished (3 in flight, 1 CPU / 1 GPU per task) within 8 s")
-    assert "Traceback" not in p.stderr
