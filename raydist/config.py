@@ -33,8 +33,10 @@ class ModelConfig:
     weights_id: str = _opt("", "filled in by fit: which weights the backbone loaded", cli=False)
     block: int | None = _opt(None, "ViT block whose tokens are used (default: last)")
     proj_dim: int | None = _opt(None, "average-pool features to this many channels")
-    resize: int = _opt(256, "resize side before the center crop (256, MVTec AD practice)")
-    crop: int = _opt(224, "center-crop side; equal to --resize means no crop (MVTec 3D-AD practice)")
+    resize: int | None = _opt(None, "resize side before the center crop; default 256 (MVTec AD practice), 224 for cfm "
+                                    "(MVTec 3D-AD practice: the CFM paper resizes to 224 without a crop)")  # fmt: skip
+    crop: int | None = _opt(None, "center-crop side, equal to --resize means no crop; default 224, --resize for cfm (no crop: "
+                                  "the part's rim and the plane's border stay in view)")  # fmt: skip
     aspect: float = _opt(1.0, "height/width of the processed image (e.g. 2.5 for KolektorSDD, so thin cracks are not squashed)")
     coreset_ratio: float = _opt(0.1, "share of train patches kept in the memory bank (PatchCore: 10%)")
     coreset_proj_dim: int | None = _opt(256, "random projection for the greedy coreset's distances (PatchCore: 128-256)")
@@ -49,6 +51,9 @@ class ModelConfig:
     block_3d: int = _opt(-1, "Point-MAE block to map (layer pruning)", "cfm")
     groups_3d: int = _opt(1024, "Point-MAE groups (FPS centres)", "cfm")
     plane_distance: float = _opt(0.005, "background plane removal distance (data units)", "cfm")
+    plane_fit: str = _opt("full", "where the background plane is fitted and removed: 'full' = on the stored cloud before "
+                                  "resizing (the CFM/M3DM official preprocessing), 'resized' = after resize and crop", "cfm",
+                          choices=("full", "resized"))  # fmt: skip
     cfm_epochs: int = _opt(250, "crossmodal mapping epochs (CFM paper: 250)", "cfm")
     cfm_aggregation: str = _opt("product", "how the two discrepancy maps combine (CFM paper: product)", "cfm", choices=("product", "sum", "max"))
     # unified (absolute-unified, CADA)
@@ -74,6 +79,10 @@ class ModelConfig:
                 raise ConfigError(f"--{f.name.replace('_', '-')} applies to --method {owner} only (method is {self.method})")
         if self.method == "maps" and not self.maps:
             raise ConfigError("method maps needs --maps (the score maps' dataset URI)")
+        if self.resize is None:
+            object.__setattr__(self, "resize", 224 if self.method == "cfm" else 256)
+        if self.crop is None:
+            object.__setattr__(self, "crop", self.resize if self.method == "cfm" else min(224, self.resize))
         if self.image_score is None:
             object.__setattr__(self, "image_score", "top1" if self.method == "unified" else "max")
         elif self.method == "unified" and self.image_score != "top1":
@@ -96,7 +105,10 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Read a stored config; keys of another version are dropped, values are re-validated."""
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        if d.get("method") == "cfm" and "plane_fit" not in d:
+            d["plane_fit"] = "resized"  # CFM models stored before the option fitted the plane after resizing
+        return cls(**d)
 
 
 # Ray evaluation gives up when no unit finishes (or no scoring actor starts) for this long: far

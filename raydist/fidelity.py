@@ -115,7 +115,7 @@ def mebin_block(split: ScoredSplit, params: dict[str, Any] | None = None) -> dic
 def ttt4as_block(split: ScoredSplit, params: dict[str, Any]) -> dict[str, float]:
     """TTT4AS with ``params`` on every anomalous image of the split, with its time per image."""
     tt = TTT4AS(**params)
-    return _timed_block(split, lambda s: tt.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_region)[0])
+    return _timed_block(split, lambda s: tt.fit_predict(s.score_map, s.feature_grids(), s.thr_region)[0])
 
 
 def parse_sweep(items: Iterable[str]) -> list[dict[str, Any]]:

@@ -73,7 +73,7 @@ def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: Mo
             if int(r.get("label") or 0) != 0:
                 continue  # detectors and THR learn from nominal images only
             try:
-                out.append(decode_row(r, encoder.prep, plane_distance=plane))
+                out.append(decode_row(r, encoder.prep, plane_distance=plane, plane_fit=cfg.plane_fit))
             except RowError as e:
                 skipped.append(str(e))
     return out

@@ -30,10 +30,15 @@ def image_id_of(row: dict[str, Any]) -> str:
     return row.get("image_id") or "<missing image_id>"
 
 
-def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS, plane_distance: float | None = None) -> Decoded:
+def decode_row(
+    row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS, plane_distance: float | None = None,
+    plane_fit: str = "full",
+) -> Decoded:  # fmt: skip
     """Decode and transform one dataset row; raises a :class:`~raydist.errors.RowError` naming the row.
 
-    ``plane_distance`` given: the row's point cloud is decoded too (and its background plane removed).
+    ``plane_distance`` given: the row's point cloud is decoded too and its background plane removed,
+    on the stored cloud before resizing (``plane_fit="full"``: the plane is fitted on the full
+    image border, as the official CFM/M3DM preprocessing does) or after resize and crop ("resized").
     """
     image_id = image_id_of(row)
     img = decode_image(row.get("image"), image_id, max_pixels)
@@ -46,7 +51,11 @@ def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_
         raw = decode_xyz(row.get("xyz"), image_id, img.shape[:2])
         if raw is None:
             raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
-        xyz = remove_plane(prep.xyz(np.nan_to_num(raw, nan=0.0)), plane_distance, image_id=image_id)
+        if plane_fit == "full":
+            xyz = prep.xyz(np.nan_to_num(remove_plane(np.nan_to_num(raw, nan=0.0), plane_distance, image_id=image_id), nan=0.0))
+            xyz[(xyz == 0).all(axis=2)] = np.nan
+        else:
+            xyz = remove_plane(prep.xyz(np.nan_to_num(raw, nan=0.0)), plane_distance, image_id=image_id)
     label, defect = int(row.get("label") or 0), row.get("defect_type") or ""
     return Decoded(image_id, row["class_name"], label, defect, prep.image(img), prep.mask(gt), xyz, tuple(img.shape[:2]))
 

@@ -37,6 +37,14 @@ class Scored:
     image: np.ndarray | None = None  # kept only on request (overlays, benchmarks)
     error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # method-specific report fields (unified: variant_scores, group)
+    feature_blocks: tuple[int, ...] | None = None  # channels of each concatenated feature grid (CFM: 2D, 3D)
+
+    def feature_grids(self) -> list[np.ndarray]:
+        """The feature grids TTT4AS trains on, as float32: one per block (CFM: 2D, 3D), so each is scaled on its own."""
+        f = self.features.astype(np.float32)
+        if not self.feature_blocks:
+            return [f]
+        return np.split(f, np.cumsum(self.feature_blocks)[:-1], axis=0)
 
     @property
     def thr_region(self) -> np.ndarray | None:
@@ -118,7 +126,7 @@ class Scorer:
                 with times("decode"):
                     check_duplicate(out[i].image_id, self.duplicates)
                     unit = self.unit_of(r)
-                    decoded = decode_row(r, self.encoder.prep, self.eval.max_pixels, plane)
+                    decoded = decode_row(r, self.encoder.prep, self.eval.max_pixels, plane, self.cfg.plane_fit)
                 groups.setdefault(unit, []).append((i, decoded))  # only once decoded: a group is never empty
             except RowError as e:
                 out[i].error = str(e)
@@ -141,6 +149,7 @@ class Scorer:
                     o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
                     o.thr_known = bool(np.isfinite(batch.nominal[j]).all())
                     o.extras = batch.extras[j]
+                    o.feature_blocks = batch.feature_blocks
                     if self.keep_images:
                         o.image = d.image
         return out

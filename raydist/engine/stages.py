@@ -58,7 +58,7 @@ def binarise(s: Scored, ttt4as: TTT4AS | None, mebin: MEBin | None = None, times
     if ttt4as is not None:
         with times("ttt4as"):
             try:
-                masks["ttt4as"], info = ttt4as.fit_predict(s.score_map, s.features.astype(np.float32), s.thr_region)
+                masks["ttt4as"], info = ttt4as.fit_predict(s.score_map, s.feature_grids(), s.thr_region)
             except Exception as e:  # a per-image SVM failure must not kill the unit
                 info = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
     if mebin is not None:

@@ -27,6 +27,7 @@ class ScoreBatch:
     nominal: np.ndarray  # (N, 2): mu, sigma of the nominal validation pixels each map is compared with (THR)
     extras: list[dict[str, Any]] = field(default_factory=list)  # per image, method-specific report fields
     errors: list[str | None] | None = None  # per image: why the detector could not score it (a row error), else None
+    feature_blocks: tuple[int, ...] | None = None  # channels of each concatenated grid (CFM: 2D, 3D): TTT4AS scales each on its own
 
 
 class Detector(Protocol):

@@ -49,3 +49,32 @@ def test_interpolation_at_a_centre_equals_its_feature():
 def test_all_nan_cloud_is_a_clear_row_error():
     with pytest.raises(InvalidPointCloudError, match="image_id='c/test/x/1'.*no valid point"):
         decode_xyz(encode_npy(np.full((8, 8, 3), np.nan, np.float32)), "c/test/x/1")
+
+
+def test_cfm_defaults_keep_the_whole_frame_and_old_models_keep_their_preprocessing():
+    from raydist.config import ModelConfig
+
+    cfm, pc = ModelConfig(method="cfm"), ModelConfig()
+    assert (cfm.resize, cfm.crop, cfm.plane_fit) == (224, 224, "full")  # MVTec 3D-AD practice: resize, no crop
+    assert (pc.resize, pc.crop) == (256, 224)  # MVTec AD practice
+    assert ModelConfig(method="cfm", resize=320).crop == 320
+    stored = {k: v for k, v in cfm.to_dict().items() if k != "plane_fit"}  # a model.json from before the option
+    assert ModelConfig.from_dict(stored).plane_fit == "resized"
+    assert ModelConfig.from_dict(cfm.to_dict()) == cfm
+
+
+@pytest.mark.parametrize("plane_fit", ["full", "resized"])
+def test_plane_removed_before_or_after_resizing(plane_fit):
+    from raydist.data.decode import encode_png
+    from raydist.engine.rows import decode_row
+    from raydist.features.preprocess import Preprocess
+
+    xyz, bump = plane_with_bump(120)
+    row = {"image_id": "c/test/good/1", "class_name": "c", "split": "test", "label": 0, "defect_type": "good",
+           "image": encode_png(np.zeros((120, 120, 3), np.uint8)), "mask": None, "xyz": encode_npy(xyz)}  # fmt: skip
+    out = decode_row(row, Preprocess(60, 60), plane_distance=0.005, plane_fit=plane_fit).xyz
+    kept = np.isfinite(out).all(axis=2)
+    assert out.shape == (60, 60, 3)
+    small_bump = bump[::2, ::2]
+    assert kept[small_bump].mean() > 0.95 and kept[~small_bump].mean() < 0.02
+    assert not (out[kept] == 0).all(axis=1).any()  # no point is left as zeros: NaN marks "no point"

@@ -112,3 +112,17 @@ def test_features_decide_the_unlabelled_region():
     # measured: IoU 0.89 vs 0.81, areas 478 vs 359 px for a 441-px defect
     assert iou(left) > 0.85 and iou(left) > iou(labelled) + 0.05, (iou(left), iou(labelled))
     assert abs(left.sum() / defect.sum() - 1) < 0.2 and labelled.sum() < 0.9 * defect.sum()
+
+
+def test_each_feature_block_is_scaled_on_its_own():
+    """CFM hands TTT4AS a 2D and a 3D grid: scaled as one block, a small-norm 3D grid that alone
+    shows the defect is drowned by the 2D grid's norm; scaled per block it counts as much."""
+    score, feats, gt = synthetic_image()
+    rng = np.random.default_rng(1)
+    big_2d = torch.from_numpy(rng.standard_normal((32, 14, 14)).astype(np.float32) * 60.0)  # uninformative, norm ~340
+    small_3d = feats * 0.01  # informative, norm ~0.02
+    iou = {}
+    for how, grids in {"blocks": [big_2d, small_3d], "one": torch.cat([big_2d, small_3d])}.items():
+        mask, _ = TTT4AS().fit_predict(score, grids)
+        iou[how] = (mask & gt).sum() / max((mask | gt).sum(), 1)
+    assert iou["blocks"] > 0.8 and iou["blocks"] > iou["one"] + 0.5, iou  # measured 0.95 vs 0.18

@@ -77,7 +77,8 @@ class CFMDetector(BaseDetector):
         grids, f3, frac = self._features(encoder, batch)
         maps, scores = self._score(grids, f3, frac, encoder.size)
         both = np.concatenate([grids, f3], axis=1)  # TTT4AS trains on the 2D + 3D features
-        return ScoreBatch(maps, scores, both, tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch])
+        return ScoreBatch(maps, scores, both, tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch],
+                          feature_blocks=(grids.shape[1], f3.shape[1]))  # fmt: skip
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return self.info, {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.mapping.state_dict().items()}
