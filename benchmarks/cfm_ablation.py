@@ -35,9 +35,10 @@ VARIANTS: dict[str, dict] = {
     "cfm defaults": {"method": "cfm"},
     "cfm crop 256->224": {"method": "cfm", "resize": 256, "crop": 224},
     "cfm plane fitted after resize": {"method": "cfm", "plane_fit": "resized"},
+    "cfm every cell with a point scored": {"method": "cfm", "cfm_score_cells": "any"},
     "cfm sum": {"method": "cfm", "cfm_aggregation": "sum"},
     "cfm max": {"method": "cfm", "cfm_aggregation": "max"},
-    "cfm previous defaults: crop + plane after resize": {"method": "cfm", "resize": 256, "crop": 224, "plane_fit": "resized"},
+    "cfm previous defaults": {"method": "cfm", "resize": 256, "crop": 224, "plane_fit": "resized", "cfm_score_cells": "any"},
 }
 
 

@@ -56,6 +56,8 @@ class ModelConfig:
                           choices=("full", "resized"))  # fmt: skip
     cfm_epochs: int = _opt(250, "crossmodal mapping epochs (CFM paper: 250)", "cfm")
     cfm_aggregation: str = _opt("product", "how the two discrepancy maps combine (CFM paper: product)", "cfm", choices=("product", "sum", "max"))
+    cfm_score_cells: str = _opt("trained", "cells scored: 'trained' = those with >= 50% of pixels holding a 3D point (the cells "
+                                           "the mapping learnt from), 'any' = every cell with a point", "cfm", choices=("trained", "any"))  # fmt: skip
     # unified (absolute-unified, CADA)
     route: str = _opt("none", "none: one bank for every class; clusters: one per label-free implicit class", "unified", choices=("none", "clusters"))
     k: int | None = _opt(None, "clusters for --route clusters (default: best silhouette in 2..10)", "unified")
@@ -108,6 +110,8 @@ class ModelConfig:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         if d.get("method") == "cfm" and "plane_fit" not in d:
             d["plane_fit"] = "resized"  # CFM models stored before the option fitted the plane after resizing
+        if d.get("method") == "cfm" and "cfm_score_cells" not in d:
+            d["cfm_score_cells"] = "any"  # ... and scored every cell with a point
         return cls(**d)
 
 

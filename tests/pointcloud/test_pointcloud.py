@@ -58,8 +58,8 @@ def test_cfm_defaults_keep_the_whole_frame_and_old_models_keep_their_preprocessi
     assert (cfm.resize, cfm.crop, cfm.plane_fit) == (224, 224, "full")  # MVTec 3D-AD practice: resize, no crop
     assert (pc.resize, pc.crop) == (256, 224)  # MVTec AD practice
     assert ModelConfig(method="cfm", resize=320).crop == 320
-    stored = {k: v for k, v in cfm.to_dict().items() if k != "plane_fit"}  # a model.json from before the option
-    assert ModelConfig.from_dict(stored).plane_fit == "resized"
+    stored = {k: v for k, v in cfm.to_dict().items() if k not in ("plane_fit", "cfm_score_cells")}  # a model.json from before
+    assert (ModelConfig.from_dict(stored).plane_fit, ModelConfig.from_dict(stored).cfm_score_cells) == ("resized", "any")
     assert ModelConfig.from_dict(cfm.to_dict()) == cfm
 
 

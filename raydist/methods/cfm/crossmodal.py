@@ -16,6 +16,7 @@ from raydist.errors import ConfigError
 from raydist.methods.patchcore.patchcore import image_scores, upsample_map
 
 AGGREGATIONS = ("product", "sum", "max")
+SCORE_CELLS = ("trained", "any")
 
 
 def mapping_mlp(d_in: int, d_out: int) -> nn.Sequential:
@@ -34,21 +35,28 @@ class CrossmodalMapping:
     epochs: 250 in the paper (one pass = every valid nominal cell once); lr 1e-3 (Adam);
     batch: cells per step (1024); min_valid: a cell trains only if >= 50% of its pixels have a
     3D point; aggregation: product (sum / max for the ablation); sigma: 4 px Gaussian.
+    score_cells: where the discrepancies are defined at test time: ``"trained"`` (default) = the
+    cells the MLPs learnt from (>= ``min_valid`` of their pixels have a point), so a cell on the
+    part's rim, whose few points give a 3D feature no training cell looked like, is not an
+    anomaly; ``"any"`` = every cell with a point (the previous behaviour; see the README's CFM
+    ablation).
     """
 
     def __init__(self, epochs: int = 250, lr: float = 1e-3, batch: int = 1024, min_valid: float = 0.5,
-                 aggregation: str = "product", sigma: float = 4.0, seed: int = 0):  # fmt: skip
+                 aggregation: str = "product", sigma: float = 4.0, seed: int = 0, score_cells: str = "trained"):  # fmt: skip
         if aggregation not in AGGREGATIONS:
             raise ConfigError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
         if epochs < 0 or lr <= 0 or batch < 1 or not 0 <= min_valid <= 1:
             raise ConfigError("CFM needs epochs >= 0, lr > 0, batch >= 1, 0 <= min_valid <= 1")
         self.epochs, self.lr, self.batch, self.min_valid = epochs, lr, batch, min_valid
-        self.aggregation, self.sigma, self.seed = aggregation, sigma, seed
+        if score_cells not in SCORE_CELLS:
+            raise ConfigError(f"score_cells must be one of {SCORE_CELLS}, got {score_cells!r}")
+        self.aggregation, self.sigma, self.seed, self.score_cells = aggregation, sigma, seed, score_cells
         self.m2to3: nn.Module | None = None
         self.m3to2: nn.Module | None = None
 
     def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("epochs", "lr", "batch", "min_valid", "aggregation", "sigma", "seed")}
+        return {k: getattr(self, k) for k in ("epochs", "lr", "batch", "min_valid", "aggregation", "sigma", "seed", "score_cells")}
 
     def build(self, d2: int, d3: int) -> None:
         with torch.random.fork_rng(devices=[]):
@@ -81,14 +89,15 @@ class CrossmodalMapping:
 
     @torch.inference_mode()
     def discrepancies(self, f2d: torch.Tensor, f3d: torch.Tensor, valid: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Psi_2D, Psi_3D on the grid (N, h, w); zero where a cell has no 3D point."""
+        """Psi_2D, Psi_3D on the grid (N, h, w); zero outside the cells scored (``score_cells``)."""
         n, _, h, w = f2d.shape
         x2, x3 = _cells(f2d.float()), _cells(f3d.float())
         p3 = F.normalize(self.m2to3(x2), dim=1)
         p2 = F.normalize(self.m3to2(x3), dim=1)
         psi3 = (p3 - F.normalize(x3, dim=1)).norm(dim=1)
         psi2 = (p2 - F.normalize(x2, dim=1)).norm(dim=1)
-        has = (valid.reshape(-1) > 0).float()
+        v = valid.reshape(-1)
+        has = (v >= self.min_valid if self.score_cells == "trained" else v > 0).float()
         return (psi2 * has).reshape(n, h, w).numpy(), (psi3 * has).reshape(n, h, w).numpy()
 
     def score(self, f2d, f3d, valid, size: int | tuple[int, int], how: str = "max") -> tuple[np.ndarray, np.ndarray]:

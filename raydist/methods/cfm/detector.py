@@ -49,7 +49,8 @@ class CFMDetector(BaseDetector):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.mapping = CrossmodalMapping(epochs=cfg.cfm_epochs, aggregation=cfg.cfm_aggregation, sigma=cfg.sigma, seed=cfg.seed)
+        self.mapping = CrossmodalMapping(epochs=cfg.cfm_epochs, aggregation=cfg.cfm_aggregation, sigma=cfg.sigma, seed=cfg.seed,
+                                         score_cells=cfg.cfm_score_cells)  # fmt: skip
         self.info: dict[str, Any] = {}
 
     def _extractor(self):
