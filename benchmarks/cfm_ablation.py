@@ -36,6 +36,8 @@ VARIANTS: dict[str, dict] = {
     "cfm crop 256->224": {"method": "cfm", "resize": 256, "crop": 224},
     "cfm plane fitted after resize": {"method": "cfm", "plane_fit": "resized"},
     "cfm every cell with a point scored": {"method": "cfm", "cfm_score_cells": "any"},
+    "cfm FPFH stride 1": {"method": "cfm", "stride_3d": 1},
+    "cfm FPFH stride 2": {"method": "cfm", "stride_3d": 2},
     "cfm sum": {"method": "cfm", "cfm_aggregation": "sum"},
     "cfm max": {"method": "cfm", "cfm_aggregation": "max"},
     "cfm previous defaults": {"method": "cfm", "resize": 256, "crop": 224, "plane_fit": "resized", "cfm_score_cells": "any"},

@@ -50,6 +50,7 @@ class ModelConfig:
     weights_3d: str | None = _opt(None, "local Point-MAE checkpoint (default: random init)", "cfm")
     block_3d: int = _opt(-1, "Point-MAE block to map (layer pruning)", "cfm")
     groups_3d: int = _opt(1024, "Point-MAE groups (FPS centres)", "cfm")
+    stride_3d: int = _opt(1, "FPFH on every n-th pixel of the organised cloud, spread over its n x n block (speed; README)", "cfm")
     plane_distance: float = _opt(0.005, "background plane removal distance (data units)", "cfm")
     plane_fit: str = _opt("full", "where the background plane is fitted and removed: 'full' = on the stored cloud before "
                                   "resizing (the CFM/M3DM official preprocessing), 'resized' = after resize and crop", "cfm",
@@ -95,6 +96,8 @@ class ModelConfig:
             (self.sigma >= 0, f"--sigma must be >= 0, got {self.sigma}"),
             (0 < self.crop <= self.resize, f"--crop must be in (0, --resize], got {self.crop} with resize {self.resize}"),
             (self.aspect > 0, f"--aspect must be > 0, got {self.aspect}"),
+            (self.stride_3d >= 1, f"--stride-3d must be >= 1, got {self.stride_3d}"),
+            (self.stride_3d == 1 or self.backbone_3d == "fpfh", "--stride-3d applies to --backbone-3d fpfh only"),
             (self.k is None or self.k >= 2, f"--k must be >= 2, got {self.k}"),
         ]
         for ok, message in checks:

@@ -18,17 +18,35 @@ from raydist.pointcloud.sampling import farthest_point_sampling, group, interpol
 class FPFH:
     """Fast Point Feature Histograms (open3d), 33 dims per point.
 
-    Radii are multiples of the cloud's median nearest-neighbour spacing (normals: 3x, FPFH: 6x),
-    so the same settings work in metres or millimetres and at any resolution.
+    Radii are multiples of the cloud's median nearest-neighbour spacing (normals: 3x with max_nn
+    30, FPFH: 6x with max_nn 100), so the same settings work in metres or millimetres and at any
+    resolution. They hold ~28 and ~100 neighbours: the neighbourhoods of the BTF baseline that CFM
+    compares with (radii 0.1 / 0.25 m capped at max_nn 30 / 100, i.e. in effect the 30 / 100
+    nearest points at MVTec 3D-AD's ~0.5 mm spacing at 224 px).
+
+    ``stride``: the histograms are computed on every ``stride``-th pixel of the organised cloud
+    and each spread over its stride x stride block (radii follow the sparser cloud's spacing).
+    FPFH's cost is points x neighbours; the features are pooled to 8-px cells afterwards, so
+    stride 2 (a quarter of the points) keeps ~16 histograms per cell (README, CFM ablation).
     """
 
     dim = 33
 
-    def __init__(self, normal_factor: float = 3.0, feature_factor: float = 6.0, max_nn: int = 100):
-        self.normal_factor, self.feature_factor, self.max_nn = normal_factor, feature_factor, max_nn
+    def __init__(self, normal_factor: float = 3.0, feature_factor: float = 6.0, max_nn: int = 100, stride: int = 1):
+        if stride < 1:
+            raise ConfigError(f"FPFH stride must be >= 1, got {stride}")
+        self.normal_factor, self.feature_factor, self.max_nn, self.stride = normal_factor, feature_factor, max_nn, stride
         self.weights_id = "fpfh"
 
     def __call__(self, xyz: np.ndarray, image_id: str = "?") -> torch.Tensor:
+        s = self.stride
+        if s == 1:
+            return self._image(xyz, image_id)
+        H, W = xyz.shape[:2]
+        img = self._image(xyz[::s, ::s], image_id).repeat_interleave(s, dim=1).repeat_interleave(s, dim=2)[:, :H, :W]
+        return img * torch.from_numpy(valid_mask(np.nan_to_num(xyz, nan=0.0)))[None]
+
+    def _image(self, xyz: np.ndarray, image_id: str) -> torch.Tensor:
         import open3d as o3d
 
         valid = valid_mask(np.nan_to_num(xyz, nan=0.0))
@@ -57,8 +75,16 @@ class MiniPointNet(nn.Module):
     def forward(self, groups: torch.Tensor) -> torch.Tensor:  # (G, K, 3) -> (G, C)
         x = self.first_conv(groups.transpose(1, 2))  # (G, 256, K)
         g = x.max(dim=2, keepdim=True).values
-        x = self.second_conv(torch.cat([g.expand_as(x), x], dim=1))
-        return x.max(dim=2).values
+        # second_conv[0] on cat([g expanded over K, x]) = W_g g + W_x x + b: the group's global
+        # feature goes through its half of the weights once per group, not once per point
+        # (the same sum; measured 0.19 -> 0.10 s for this layer at 1024 groups of 32 on 2 cores)
+        conv = self.second_conv[0]
+        w = conv.weight[:, :, 0]
+        half = g.shape[1]
+        y = torch.matmul(w[:, half:], x) + (g[:, :, 0] @ w[:, :half].T + conv.bias)[:, :, None]
+        for layer in self.second_conv[1:]:
+            y = layer(y)
+        return y.max(dim=2).values
 
 
 class PointMAE(nn.Module):
@@ -129,12 +155,13 @@ class PointMAE(nn.Module):
             if i == self.block:
                 break
         feats = self.norm(x)
-        return to_image(valid, interpolate(pts, centers, feats))
+        # no 3x3 smoothing: features interpolated from the centres are smooth already (it cost 0.1 s of 384 channels)
+        return to_image(valid, interpolate(pts, centers, feats), smooth=False)
 
 
-def create_point_extractor(name: str, weights: str | None = None, block: int = -1, seed: int = 0, **kw):
+def create_point_extractor(name: str, weights: str | None = None, block: int = -1, seed: int = 0, stride: int = 1, **kw):
     if name == "fpfh":
-        return FPFH()
+        return FPFH(stride=stride)
     if name == "pointmae":
         return PointMAE(block=block, weights=weights, seed=seed, **kw)
     raise ConfigError(f"unknown 3D extractor {name!r}; choose fpfh or pointmae")

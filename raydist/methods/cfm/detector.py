@@ -20,11 +20,11 @@ from raydist.methods.cfm.crossmodal import CrossmodalMapping
 
 
 @lru_cache(maxsize=2)
-def point_extractor(name: str, weights: str | None, block: int, seed: int, groups: int):
+def point_extractor(name: str, weights: str | None, block: int, seed: int, groups: int, stride: int = 1):
     """One 3D extractor per process and setting (Point-MAE weights are loaded once)."""
     from raydist.features.points import create_point_extractor
 
-    kw = {"groups": groups} if name == "pointmae" else {}
+    kw = {"groups": groups} if name == "pointmae" else {"stride": stride}
     return create_point_extractor(name, weights, block, seed, **kw)
 
 
@@ -55,7 +55,7 @@ class CFMDetector(BaseDetector):
 
     def _extractor(self):
         c = self.cfg
-        return point_extractor(c.backbone_3d, c.weights_3d, c.block_3d, c.seed, c.groups_3d)
+        return point_extractor(c.backbone_3d, c.weights_3d, c.block_3d, c.seed, c.groups_3d, c.stride_3d)
 
     def _features(self, encoder: Encoder, batch: Sequence[Decoded]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         grids = encoder.extract([d.image for d in batch])
