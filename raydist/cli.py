@@ -212,6 +212,10 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     p.add_argument("--test-bad", type=int, default=6, help="defective test images per class (default: 6)")
     p.add_argument("--size", type=int, default=128, help="image side, pixels (default: 128)")
     p.add_argument("--with-xyz", action="store_true", help="add an organized point cloud and 3D-only defects")
+    p.add_argument("--scenes", action="store_true",
+                   help="the generated 3D benchmark instead: textured parts on a tilted plane, images rendered from the "
+                        "clouds, defects in 3D only / colour only / both (raydist.data.synth3d; --defect-strength and "
+                        "--with-xyz do not apply)")  # fmt: skip
     p.add_argument("--defect-strength", type=float, default=1.0, help="0..1, lower = subtler defects (harder data)")
     p.add_argument("--seed", type=int, default=0, help="seeds textures and defects (default: 0)")
 
@@ -339,6 +343,14 @@ def _run(a: argparse.Namespace) -> int:
         print(json.dumps({"written": rep.written, "n_errors": len(rep.errors)}, indent=2))
         for e in rep.errors:
             print(f"rejected: {e['error']}", file=sys.stderr)
+        return 0
+    if a.verb == "synth" and a.scenes:
+        from raydist.data.synth3d import Synth3DConfig, write_synth3d
+
+        if a.defect_strength != 1.0:
+            raise ConfigError("--defect-strength does not apply to --scenes")
+        n = write_synth3d(a.dest, Synth3DConfig(a.classes, a.train, a.val, a.test_good, a.test_bad, a.size, a.seed))
+        print(f"wrote {n} rows to {a.dest}")
         return 0
     if a.verb == "synth":
         from raydist.data.synth import SynthConfig, write_synth

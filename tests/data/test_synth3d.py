@@ -57,3 +57,15 @@ def test_written_dataset_round_trips(tmp_path):
         decode_xyz(r["xyz"], r["image_id"], img.shape[:2])
         gt = decode_mask(r["mask"], r["image_id"], img.shape[:2], label=r["label"])
         assert (gt is not None and gt.any()) == bool(r["label"])
+
+
+def test_cli_writes_the_scenes(tmp_path, capsys):
+    from raydist.cli import main
+
+    dest = str(tmp_path / "s")
+    assert main(["synth", dest, "--scenes", "--classes", "2", "--train", "1", "--val", "1", "--test-good", "1", "--test-bad", "6", "--size", "64"]) == 0
+    rows = read_table(dest).to_pylist()
+    assert len(rows) == 2 * 9 and all(r["xyz"] for r in rows)
+    assert {r["class_name"] for r in rows} == {"dome_grain", "puck_speckle"}
+    assert main(["synth", str(tmp_path / "t"), "--scenes", "--defect-strength", "0.5"]) == 2  # not silently ignored
+    assert "does not apply to --scenes" in capsys.readouterr().err
