@@ -145,6 +145,16 @@ def _class_palette(i: int) -> np.ndarray:
     return np.stack([lo, hi])
 
 
+def split_plan(n_train: int, n_val: int, n_test_good: int, n_test_bad: int, defects: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(split, defect type) of each image of a class, defective test images cycling through ``defects``."""
+    return (
+        [("train", "good")] * n_train
+        + [("val", "good")] * n_val
+        + [("test", "good")] * n_test_good
+        + [("test", defects[j % len(defects)]) for j in range(n_test_bad)]
+    )
+
+
 def generate_rows(cfg: SynthConfig) -> list[dict[str, Any]]:
     if not 0 < cfg.defect_strength <= 1:
         raise ValueError(f"defect_strength must be in (0, 1], got {cfg.defect_strength}")
@@ -154,13 +164,7 @@ def generate_rows(cfg: SynthConfig) -> list[dict[str, Any]]:
         kind = TEXTURES[ci % len(TEXTURES)]
         cls = kind if ci < len(TEXTURES) else f"{kind}{ci // len(TEXTURES)}"
         palette = _class_palette(ci)
-        plan = (
-            [("train", "good")] * cfg.n_train
-            + [("val", "good")] * cfg.n_val
-            + [("test", "good")] * cfg.n_test_good
-            + [("test", defects[j % len(defects)]) for j in range(cfg.n_test_bad)]
-        )
-        for k, (split, defect) in enumerate(plan):
+        for k, (split, defect) in enumerate(split_plan(cfg.n_train, cfg.n_val, cfg.n_test_good, cfg.n_test_bad, defects)):
             rng = np.random.default_rng([cfg.seed, ci, k])
             img = _texture(kind, cfg.size, rng, palette)
             xyz = _point_cloud(cfg.size, rng) if cfg.with_xyz else None

@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from raydist.data.dataset import rows_to_table, write_table
 from raydist.data.decode import encode_npy, encode_png
+from raydist.data.synth import split_plan
 
 SHAPES = ("dome", "puck", "box")
 TEXTURES = ("grain", "speckle", "weave")
@@ -181,15 +182,9 @@ def generate_rows(cfg: Synth3DConfig) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for ci in range(cfg.n_classes):
         shape, texture = SHAPES[ci % len(SHAPES)], TEXTURES[ci % len(TEXTURES)]
-        cls = f"{shape}_{texture}"
+        cls = f"{shape}_{texture}" + (f"{ci // len(SHAPES)}" if ci >= len(SHAPES) else "")
         palette = np.random.default_rng(500 + ci).uniform([0.25, 0.2, 0.15], [0.9, 0.85, 0.8], size=(2, 3))
-        plan = (
-            [("train", "good")] * cfg.n_train
-            + [("val", "good")] * cfg.n_val
-            + [("test", "good")] * cfg.n_test_good
-            + [("test", DEFECTS[j % len(DEFECTS)]) for j in range(cfg.n_test_bad)]
-        )
-        for k, (split, defect) in enumerate(plan):
+        for k, (split, defect) in enumerate(split_plan(cfg.n_train, cfg.n_val, cfg.n_test_good, cfg.n_test_bad, DEFECTS)):
             rng = np.random.default_rng([cfg.seed, ci, k, 3])
             img, xyz, mask = render(shape, texture, defect, cfg.size, rng, palette)
             rows.append({

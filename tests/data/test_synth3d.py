@@ -48,9 +48,9 @@ def test_scene_is_framed_like_mvtec_3d():
 
 
 def test_written_dataset_round_trips(tmp_path):
-    n = write_synth3d(str(tmp_path / "d"), Synth3DConfig(n_classes=2, n_train=2, n_val=1, n_test_good=1, n_test_bad=6, size=96))
+    n = write_synth3d(str(tmp_path / "d"), Synth3DConfig(n_classes=4, n_train=2, n_val=1, n_test_good=1, n_test_bad=6, size=96))
     rows = read_table(str(tmp_path / "d")).to_pylist()
-    assert n == len(rows) == 2 * 10
+    assert n == len(rows) == 4 * 10 == len({r["image_id"] for r in rows})  # a 4th class gets its own name
     assert {r["defect_type"] for r in rows if r["label"]} == set(DEFECTS)
     for r in rows:
         img = decode_image(r["image"], r["image_id"])
