@@ -114,8 +114,11 @@ def decode_xyz(data: bytes | None, image_id: str, shape: tuple[int, int] | None 
         raise InvalidPointCloudError(image_id, f"xyz must be HxWx3 float, got shape {xyz.shape} dtype {xyz.dtype}")
     if shape is not None and xyz.shape[:2] != tuple(shape):
         raise ShapeMismatchError(image_id, f"xyz is {xyz.shape[1]}x{xyz.shape[0]} but image is {shape[1]}x{shape[0]}")
+    from raydist.pointcloud.preprocess import valid_mask
+
     xyz = xyz.astype(np.float32, copy=True)
-    xyz[np.all(xyz == 0, axis=2)] = np.nan
-    if not np.isfinite(xyz).all(axis=2).any():
+    valid = valid_mask(xyz)
+    if not valid.any():
         raise InvalidPointCloudError(image_id, "xyz has no valid point (all zero or NaN)")
+    xyz[~valid] = np.nan
     return xyz

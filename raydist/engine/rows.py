@@ -51,11 +51,11 @@ def decode_row(
         raw = decode_xyz(row.get("xyz"), image_id, img.shape[:2])
         if raw is None:
             raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
+        # NaN = no point throughout (nearest resizing carries NaN over as it is)
         if plane_fit == "full":
-            xyz = prep.xyz(np.nan_to_num(remove_plane(np.nan_to_num(raw, nan=0.0), plane_distance, image_id=image_id), nan=0.0))
-            xyz[(xyz == 0).all(axis=2)] = np.nan
+            xyz = prep.xyz(remove_plane(raw, plane_distance, image_id=image_id))
         else:
-            xyz = remove_plane(prep.xyz(np.nan_to_num(raw, nan=0.0)), plane_distance, image_id=image_id)
+            xyz = remove_plane(prep.xyz(raw), plane_distance, image_id=image_id)
     label, defect = int(row.get("label") or 0), row.get("defect_type") or ""
     return Decoded(image_id, row["class_name"], label, defect, prep.image(img), prep.mask(gt), xyz, tuple(img.shape[:2]))
 

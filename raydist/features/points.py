@@ -44,12 +44,12 @@ class FPFH:
             return self._image(xyz, image_id)
         H, W = xyz.shape[:2]
         img = self._image(xyz[::s, ::s], image_id).repeat_interleave(s, dim=1).repeat_interleave(s, dim=2)[:, :H, :W]
-        return img * torch.from_numpy(valid_mask(np.nan_to_num(xyz, nan=0.0)))[None]
+        return img * torch.from_numpy(valid_mask(xyz))[None]
 
     def _image(self, xyz: np.ndarray, image_id: str) -> torch.Tensor:
         import open3d as o3d
 
-        valid = valid_mask(np.nan_to_num(xyz, nan=0.0))
+        valid = valid_mask(xyz)
         if valid.sum() < 10:
             raise InvalidPointCloudError(image_id, f"only {int(valid.sum())} points left after background removal")
         pts = xyz[valid].astype(np.float64)
@@ -139,7 +139,7 @@ class PointMAE(nn.Module):
 
     @torch.inference_mode()
     def __call__(self, xyz: np.ndarray, image_id: str = "?") -> torch.Tensor:
-        valid = valid_mask(np.nan_to_num(xyz, nan=0.0))
+        valid = valid_mask(xyz)
         if valid.sum() < 10:
             raise InvalidPointCloudError(image_id, f"only {int(valid.sum())} points left after background removal")
         pts = torch.from_numpy(xyz[valid].astype(np.float32))

@@ -13,14 +13,18 @@ from raydist.errors import InvalidPointCloudError
 
 
 def valid_mask(xyz: np.ndarray) -> np.ndarray:
-    return np.isfinite(xyz).all(axis=2) & ~(xyz == 0).all(axis=2)
+    """Pixels holding a point: finite and not all-zero (MVTec 3D-AD's "no point"). Channel by
+    channel: numpy's reductions over a length-3 last axis cost ~10 ms per 800 x 800 cloud each."""
+    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    return np.isfinite(x) & np.isfinite(y) & np.isfinite(z) & ((x != 0) | (y != 0) | (z != 0))
 
 
 def remove_plane(
     xyz: np.ndarray, distance: float = 0.005, border: int = 10, ransac_n: int = 3, iterations: int = 1000,
     seed: int = 0, image_id: str = "?",
 ) -> np.ndarray:  # fmt: skip
-    """Return a copy with background points set to NaN. ``distance`` 0.005 (m) is the papers' value."""
+    """Return a copy with background points (and pixels without a point: zeros or NaN) set to NaN.
+    ``distance`` 0.005 (m) is the papers' value."""
     import open3d as o3d
 
     xyz = np.array(xyz, dtype=np.float32, copy=True)

@@ -35,7 +35,7 @@ def features_3d(extractor, decoded: Sequence[Decoded], grid: tuple[int, int]) ->
 
     feats, fracs = [], []
     for d in decoded:
-        f, frac = pool_to_grid(extractor(d.xyz, d.image_id), valid_mask(np.nan_to_num(d.xyz, nan=0.0)), grid)
+        f, frac = pool_to_grid(extractor(d.xyz, d.image_id), valid_mask(d.xyz), grid)
         feats.append(f)
         fracs.append(frac)
     return torch.stack(feats).numpy(), torch.stack(fracs).numpy()
