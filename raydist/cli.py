@@ -176,7 +176,6 @@ def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True
                        help="fitted detectors (banks) kept resident per scorer, least recently used evicted beyond this")  # fmt: skip
 
 
-
 def _add_tracking_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tracking (MLflow)")
     g.add_argument("--tracking-uri", default=None, help="default: MLFLOW_TRACKING_URI, else a sqlite store in the output folder")

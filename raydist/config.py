@@ -111,10 +111,9 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Read a stored config; keys of another version are dropped, values are re-validated."""
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if d.get("method") == "cfm" and "plane_fit" not in d:
-            d["plane_fit"] = "resized"  # CFM models stored before the option fitted the plane after resizing
-        if d.get("method") == "cfm" and "cfm_score_cells" not in d:
-            d["cfm_score_cells"] = "any"  # ... and scored every cell with a point
+        if d.get("method") == "cfm":  # CFM models stored before these options fitted the plane after
+            d.setdefault("plane_fit", "resized")  # resizing and scored every cell with a point
+            d.setdefault("cfm_score_cells", "any")
         return cls(**d)
 
 

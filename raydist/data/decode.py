@@ -19,6 +19,7 @@ from raydist.errors import (
     MissingMaskError,
     ShapeMismatchError,
 )
+from raydist.pointcloud.preprocess import valid_mask
 
 #: Decompression-bomb guard: 64 Mpx is ~8x an 8K frame, far above any inspection camera image
 #: we expect, yet small enough that a hostile PNG cannot exhaust a worker's memory.
@@ -114,8 +115,6 @@ def decode_xyz(data: bytes | None, image_id: str, shape: tuple[int, int] | None 
         raise InvalidPointCloudError(image_id, f"xyz must be HxWx3 float, got shape {xyz.shape} dtype {xyz.dtype}")
     if shape is not None and xyz.shape[:2] != tuple(shape):
         raise ShapeMismatchError(image_id, f"xyz is {xyz.shape[1]}x{xyz.shape[0]} but image is {shape[1]}x{shape[0]}")
-    from raydist.pointcloud.preprocess import valid_mask
-
     xyz = xyz.astype(np.float32, copy=True)
     valid = valid_mask(xyz)
     if not valid.any():

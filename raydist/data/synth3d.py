@@ -146,12 +146,13 @@ def render(shape: str, texture: str, defect: str, size: int, rng: np.random.Gene
     drop = np.zeros((size, size), dtype=bool)
     if defect != "good":
         region = _region(defect, size, part, drng)
-        soft = ndimage.gaussian_filter(region.astype(np.float64), 1.0)  # defect edges are not pixel-sharp
-        if defect in ("dent", "bump"):
+        # defect edges are not pixel-sharp; a dent or bump is a smooth deformation
+        sigma = 2.0 * size / 224 if defect in DEFECTS_3D_ONLY else 1.0
+        soft = ndimage.gaussian_filter(region.astype(np.float64), sigma)
+        if defect in DEFECTS_3D_ONLY:
             depth = drng.uniform(0.0008, 0.0015) * (1 if defect == "bump" else -1)
-            soft = ndimage.gaussian_filter(region.astype(np.float64), 2.0 * size / 224)  # a dent is a smooth deformation
             h_seen = h + depth * soft
-        elif defect in ("stain", "scratch"):
+        elif defect in DEFECTS_COLOUR_ONLY:
             paint = drng.uniform(0.05, 0.3, size=3) if defect == "scratch" else drng.uniform(0.2, 0.9, size=3)
             albedo = albedo * (1 - soft[..., None]) + paint * soft[..., None]
         else:  # cut / hole: material missing, dark floor; a hole's floor is beyond the sensor's reach

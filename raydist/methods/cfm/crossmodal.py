@@ -58,6 +58,10 @@ class CrossmodalMapping:
     def get_params(self) -> dict:
         return {k: getattr(self, k) for k in ("epochs", "lr", "batch", "min_valid", "aggregation", "sigma", "seed", "score_cells")}
 
+    def _trained_cells(self, valid: torch.Tensor) -> torch.Tensor:
+        """(N*h*w,) the cells the mapping trains on: >= ``min_valid`` of their pixels hold a point."""
+        return valid.reshape(-1) >= self.min_valid
+
     def build(self, d2: int, d3: int) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
@@ -66,7 +70,7 @@ class CrossmodalMapping:
     def fit(self, f2d: torch.Tensor, f3d: torch.Tensor, valid: torch.Tensor) -> CrossmodalMapping:
         """f2d (N, D2, h, w), f3d (N, D3, h, w), valid (N, h, w) fraction of pixels with a point."""
         x2, x3 = _cells(f2d.float()), _cells(f3d.float())
-        keep = valid.reshape(-1) >= self.min_valid
+        keep = self._trained_cells(valid)
         x2, x3 = x2[keep], x3[keep]
         if len(x2) == 0:
             raise ConfigError("no nominal cell has enough 3D points to train the crossmodal mapping")
@@ -96,8 +100,7 @@ class CrossmodalMapping:
         p2 = F.normalize(self.m3to2(x3), dim=1)
         psi3 = (p3 - F.normalize(x3, dim=1)).norm(dim=1)
         psi2 = (p2 - F.normalize(x2, dim=1)).norm(dim=1)
-        v = valid.reshape(-1)
-        has = (v >= self.min_valid if self.score_cells == "trained" else v > 0).float()
+        has = (self._trained_cells(valid) if self.score_cells == "trained" else valid.reshape(-1) > 0).float()
         return (psi2 * has).reshape(n, h, w).numpy(), (psi3 * has).reshape(n, h, w).numpy()
 
     def score(self, f2d, f3d, valid, size: int | tuple[int, int], how: str = "max") -> tuple[np.ndarray, np.ndarray]:
