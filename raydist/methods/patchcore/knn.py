@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+CPU_BLOCK_MB = 16.0  # one distance block on the CPU: cache-sized (see nearest_distances)
+
 
 @dataclass(frozen=True)
 class SearchBank:
@@ -45,15 +47,20 @@ class SearchBank:
 def nearest_distances(
     queries: np.ndarray | torch.Tensor,
     bank: np.ndarray | torch.Tensor | SearchBank,
-    budget_mb: float = 256.0,
+    budget_mb: float | None = None,
     return_index: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Euclidean distance from each query row to its nearest bank row (float32 arithmetic).
 
     ``bank`` may be a :class:`SearchBank` (a scorer reuses one for many images): the search then
-    runs on its device and only the distances come back to the host.
+    runs on its device and only the distances come back to the host. ``budget_mb`` bounds one
+    distance block; by default 16 MB on the CPU, where a block that stays in cache is searched
+    ~1.7x faster than one of 256 MB (bottle bank 7,526 x 152, 8 images: 23.6 -> 13.8 ms per
+    image, same distances), and 256 MB on accelerators.
     """
     sb = bank if isinstance(bank, SearchBank) else SearchBank.build(bank, "cpu")
+    if budget_mb is None:
+        budget_mb = CPU_BLOCK_MB if sb.device.type == "cpu" else 256.0
     q = torch.as_tensor(queries).to(device=sb.device, dtype=torch.float32)
     b, bsq = sb.rows, sb.sq
     if q.ndim != 2 or b.ndim != 2 or q.shape[1] != b.shape[1]:

@@ -50,7 +50,8 @@ class PatchCore:
         proj_dim: JL projection width used only for coreset selection (see ``greedy_coreset``).
         sigma: Gaussian smoothing of the upsampled map in pixels (4, PatchCore's setting).
         image_score: ``"max"`` (PatchCore) or ``"top1"`` (mean of the top 1%, CADA's choice).
-        budget_mb: memory budget of one distance block in the bank search.
+        budget_mb: memory budget of one distance block in the bank search (None: cache-sized on the
+            CPU, 256 MB on accelerators; see ``nearest_distances``).
         seed: first coreset centre.
     """
 
@@ -60,7 +61,7 @@ class PatchCore:
         proj_dim: int | None = 256,
         sigma: float = 4.0,
         image_score: str = "max",
-        budget_mb: float = 256.0,
+        budget_mb: float | None = None,
         seed: int = 0,
     ):
         if not 0 < coreset_ratio <= 1:
