@@ -123,6 +123,7 @@ class ModelConfig:
 STALL_TIMEOUT_S = 3600.0
 BINARISERS = ("thr", "ttt4as", "mebin")  # every binariser a report can hold, in display order
 ALIGNS = ("none", "cada", "class")
+BANK_SEARCHES = ("exact", "bf16")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,10 @@ class EvalConfig:
     classes: tuple[str, ...] | None = None
     align: str | None = None  # unified models: none | cada (default) | class
     max_pixels: int = 64_000_000  # decompression-bomb guard per image
+    # memory-bank search: exact float32, or bf16 (the nearest row found in bfloat16, its distance
+    # re-ranked in float32; ~1.6x faster search on CPUs with AVX512-BF16/AMX, maps within 0.001
+    # P-AUROC on the bottle dev category); exact by default so results do not depend on the CPU
+    bank_search: str = "exact"
 
     def __post_init__(self) -> None:
         segment = tuple(self.segment)
@@ -146,6 +151,8 @@ class EvalConfig:
             raise ConfigError(f"--align must be one of {ALIGNS}, got {self.align!r}")
         if self.batch_size < 1 or self.max_pixels < 1:
             raise ConfigError("--batch-size and --max-pixels must be >= 1")
+        if self.bank_search not in BANK_SEARCHES:
+            raise ConfigError(f"--bank-search must be one of {BANK_SEARCHES}, got {self.bank_search!r}")
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(sorted(self.classes)))
         if "ttt4as" in segment:

@@ -80,6 +80,8 @@ class Scorer:
         if align not in self.method.aligns:
             raise ConfigError(f"--align {align}: a {self.cfg.method} model offers {self.method.aligns} (CADA alignment needs --method unified)")
         self.align = align
+        if self.eval.bank_search != "exact" and not self.method.has_bank:
+            raise ConfigError(f"--bank-search {self.eval.bank_search}: a {self.cfg.method} model has no memory bank to search")
         self.encoder = Encoder(self.cfg, device, expect_weights_id=self.cfg.weights_id)
         self.duplicates = dict(duplicates or {})
         self.keep_images = keep_images
@@ -100,6 +102,7 @@ class Scorer:
             self._detectors.move_to_end(unit)
             return self._detectors[unit][0]
         det = load_detector(self.model_uri, self.meta, unit, self.align, self.storage_options)
+        det.use_bank_search(self.eval.bank_search)
         self._detectors[unit] = (det, state_nbytes(det))
         while len(self._detectors) > 1 and self.cached_bytes > self.cache_bytes:  # the one in use always stays
             self._detectors.popitem(last=False)

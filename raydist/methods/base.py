@@ -36,6 +36,7 @@ class Detector(Protocol):
     aligns: ClassVar[tuple[str, ...]]  # score alignments it offers at evaluation (first = default)
     signed_maps: ClassVar[bool]  # maps can be negative (aligned maps): metric histograms need an offset
     fit_splits: ClassVar[tuple[str, ...]]  # the nominal splits ``fit`` reads ("train", "val")
+    has_bank: ClassVar[bool]  # holds memory bank(s) that ``use_bank_search`` switches
 
     @classmethod
     def fit_inputs(cls, cfg) -> tuple[str, ...]:
@@ -55,11 +56,17 @@ class Detector(Protocol):
 
     def describe(self) -> str: ...
 
+    def use_bank_search(self, how: str) -> None: ...
+
 
 class BaseDetector:
     """Defaults of the protocol's class-level fields; a detector overrides what differs."""
 
     fit_splits: ClassVar[tuple[str, ...]] = ("train", "val")
+    has_bank: ClassVar[bool] = False  # a PatchCore memory bank that --bank-search applies to
+
+    def use_bank_search(self, how: str) -> None:
+        """Search the memory bank(s) ``exact`` or ``bf16`` (see :class:`~raydist.config.EvalConfig`)."""
 
     @classmethod
     def fit_inputs(cls, cfg) -> tuple[str, ...]:

@@ -106,3 +106,27 @@ def test_a_changed_weights_file_is_refused_at_scoring(tmp_path, synth_uri):
     w.write_bytes(bytes(data))
     with pytest.raises(ConfigError, match="backbone weights file:w.safetensors:.* differ from the model's"):
         evaluate(synth_uri, str(tmp_path / "m"), str(tmp_path / "r"), EvalConfig(classes=("blobs",)))
+
+
+def test_folded_batchnorm_gives_the_unfolded_features():
+    """Backbone folds each BatchNorm into its convolution (inference speed); the features must be
+    those of timm's own model with the same weights, BatchNorm run as its own layer."""
+    import timm
+    import torch.nn.functional as F
+
+    from raydist.features.backbones import _match_by_order, load_state_dict_file, packaged_weights_path
+
+    b = Backbone("efficientnet_lite0", weights="packaged")
+    full = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    full.load_state_dict(_match_by_order(full, load_state_dict_file(packaged_weights_path("efficientnet_lite0"))))
+    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(2, 3))
+    ref.load_state_dict(full.state_dict(), strict=False)
+    ref.eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in b.model.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in ref.modules()) > 40
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feats = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in ref(x)]
+    want = torch.cat([feats[0], F.interpolate(feats[1], size=feats[0].shape[-2:], mode="bilinear", align_corners=False)], 1)
+    got = b.extract(x).features
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))

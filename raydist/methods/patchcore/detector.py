@@ -19,6 +19,7 @@ class PatchCoreDetector(BaseDetector):
     needs_xyz = False
     aligns = ("none",)
     signed_maps = False
+    has_bank = True
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -38,6 +39,9 @@ class PatchCoreDetector(BaseDetector):
         grids = encoder.extract_on_device([d.image for d in batch])
         maps, scores = self.model.to(encoder.device).score(grids, encoder.size)  # the bank stays resident on that device
         return ScoreBatch(maps, scores, grids.cpu().numpy(), tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch])
+
+    def use_bank_search(self, how: str) -> None:
+        self.model.search = how
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return self.info, {"bank": np.ascontiguousarray(self.model.bank, dtype=np.float16)}

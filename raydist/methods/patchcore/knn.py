@@ -21,16 +21,30 @@ CPU_BLOCK_MB = 16.0  # one distance block on the CPU: cache-sized (see nearest_d
 
 @dataclass(frozen=True)
 class SearchBank:
-    """A bank resident on ``rows.device`` with its float32 squared norms."""
+    """A bank resident on ``rows.device`` with its float32 squared norms.
+
+    ``dtype=torch.bfloat16`` (the ``bf16`` bank search): the bank is centred on its mean (distances
+    do not change, the products shrink) and searched in bfloat16, ~3x the float32 matmul rate on
+    CPUs with AVX512-BF16 or AMX; the nearest row found is then re-ranked in float32 against
+    ``exact``, so a distance is exact whenever the bfloat16 search found the true neighbour and
+    otherwise that of a row within bfloat16's rounding of it (recall and AUROC change measured by
+    benchmarks/vs_anomalib.py).
+    """
 
     rows: torch.Tensor  # (M, D), float32 on the CPU, float16 on accelerators (or as asked)
-    sq: torch.Tensor  # (M,) float32
+    sq: torch.Tensor  # (M,) float32 (bfloat16 for a bfloat16 search)
+    exact: torch.Tensor | None = None  # (M, D) centred float32 rows, for re-ranking a bfloat16 search
+    centre: torch.Tensor | None = None  # (D,) subtracted from bank and queries before a bfloat16 search
 
     @classmethod
     def build(cls, bank: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> SearchBank:
         device = torch.device(device)
         dtype = dtype or (torch.float32 if device.type == "cpu" else torch.float16)
         b32 = torch.as_tensor(bank).to(device=device, dtype=torch.float32)
+        if dtype == torch.bfloat16:
+            centre = b32.mean(0)
+            exact = b32 - centre
+            return cls(exact.to(dtype), (exact * exact).sum(1).to(dtype), exact, centre)
         rows = b32 if dtype == torch.float32 else b32.to(dtype)
         sq = (b32 * b32).sum(1) if dtype == torch.float32 else (rows.float() ** 2).sum(1)  # the norms of what is stored
         return cls(rows, sq)
@@ -41,7 +55,7 @@ class SearchBank:
 
     @property
     def nbytes(self) -> int:
-        return self.rows.element_size() * self.rows.nelement() + self.sq.element_size() * self.sq.nelement()
+        return sum(t.element_size() * t.nelement() for t in (self.rows, self.sq, self.exact, self.centre) if t is not None)
 
 
 def nearest_distances(
@@ -65,11 +79,10 @@ def nearest_distances(
     b, bsq = sb.rows, sb.sq
     if q.ndim != 2 or b.ndim != 2 or q.shape[1] != b.shape[1]:
         raise ValueError(f"queries {tuple(q.shape)} and bank {tuple(b.shape)} must be 2-D with equal width")
+    if sb.exact is not None:
+        return _bf16_nearest(q, sb, budget_mb, return_index)
     nq, nb = q.shape[0], b.shape[0]
-    # rows x cols float32 within the budget; split over queries too when one bank chunk is big
-    max_elems = max(1, int(budget_mb * 2**20 / 4))
-    col = max(1, min(nb, max_elems // max(1, min(nq, 4096))))
-    row = max(1, min(nq, max_elems // col))
+    row, col = _blocks(nq, nb, budget_mb)  # split over queries too when one bank chunk is big
     qsq = (q * q).sum(1)
     best = torch.full((nq,), float("inf"), device=sb.device)
     arg = torch.zeros(nq, dtype=torch.long, device=sb.device)
@@ -91,4 +104,31 @@ def nearest_distances(
     if not return_index:
         best.add_(qsq)
     dist = best.clamp_min_(0).sqrt_().cpu().numpy()
+    return (dist, arg.cpu().numpy()) if return_index else dist
+
+
+def _blocks(nq: int, nb: int, budget_mb: float, itemsize: int = 4) -> tuple[int, int]:
+    """(query rows, bank columns) of one distance block within ``budget_mb``."""
+    max_elems = max(1, int(budget_mb * 2**20 / itemsize))
+    col = max(1, min(nb, max_elems // max(1, min(nq, 4096))))
+    return max(1, min(nq, max_elems // col)), col
+
+
+def _bf16_nearest(q: torch.Tensor, sb: SearchBank, budget_mb: float, return_index: bool) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """The bfloat16 search of :class:`SearchBank`: the nearest row in bfloat16, its distance in float32."""
+    qc = q - sb.centre
+    qb = qc.to(torch.bfloat16)
+    nq, nb = q.shape[0], sb.rows.shape[0]
+    row, col = _blocks(nq, nb, budget_mb, itemsize=2)
+    best = torch.full((nq,), float("inf"), device=sb.device)
+    arg = torch.zeros(nq, dtype=torch.long, device=sb.device)
+    for r0 in range(0, nq, row):
+        best_r, arg_r = best[r0 : r0 + row], arg[r0 : r0 + row]
+        for c0 in range(0, nb, col):
+            m, a = torch.addmm(sb.sq[c0 : c0 + col].unsqueeze(0), qb[r0 : r0 + row], sb.rows[c0 : c0 + col].T, alpha=-2.0).min(dim=1)
+            m = m.float()
+            upd = m < best_r
+            best_r[upd] = m[upd]
+            arg_r[upd] = a[upd] + c0
+    dist = (qc - sb.exact[arg]).square_().sum(1).sqrt_().cpu().numpy()
     return (dist, arg.cpu().numpy()) if return_index else dist

@@ -76,7 +76,8 @@ class PatchCore:
         self.budget_mb = budget_mb
         self.seed = seed
         self.device = torch.device("cpu")  # where the bank search runs (see ``to``)
-        self._cache: tuple[np.ndarray, SearchBank] | None = None
+        self.search = "exact"  # or "bf16": how the bank is searched (see SearchBank)
+        self._cache: tuple[np.ndarray, torch.device, torch.dtype | None, SearchBank] | None = None
         self.bank: np.ndarray | None = None  # (M, D) float16
         self.origin: np.ndarray | None = None  # (M,) index of the training image each bank patch came from
 
@@ -134,9 +135,10 @@ class PatchCore:
         """The bank prepared for search on ``self.device``, cached while the bank and device are unchanged."""
         if self.bank is None:
             raise RuntimeError("PatchCore is not fitted")
-        if self._cache is None or self._cache[0] is not self.bank or self._cache[1].device != self.device:
-            self._cache = (self.bank, SearchBank.build(self.bank, self.device))
-        return self._cache[1]
+        dtype = torch.bfloat16 if self.search == "bf16" else None
+        if self._cache is None or self._cache[0] is not self.bank or self._cache[1:3] != (self.device, dtype):
+            self._cache = (self.bank, self.device, dtype, SearchBank.build(self.bank, self.device, dtype))
+        return self._cache[3]
 
     def score(self, grids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Score maps (B, H, W) float32 at ``size`` and image scores (B,)."""

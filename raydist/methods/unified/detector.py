@@ -37,6 +37,7 @@ class UnifiedDetector(BaseDetector):
     needs_xyz = False
     aligns = ("cada", "none", "class")
     signed_maps = True
+    has_bank = True
 
     def __init__(self, cfg, align: str = "cada"):
         if align not in self.aligns:
@@ -46,6 +47,10 @@ class UnifiedDetector(BaseDetector):
         self.router: Router | None = None
         self.cada = CADA(iterations=cfg.cada_iterations, dropout=cfg.cada_dropout, alpha=cfg.cada_alpha, variant=cfg.cada_variant, seed=cfg.seed)
         self.info: dict[str, Any] = {}
+
+    def use_bank_search(self, how: str) -> None:
+        for bank in self.banks:
+            bank.search = how
 
     def _bank(self) -> PatchCore:
         c = self.cfg
