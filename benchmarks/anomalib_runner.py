@@ -33,10 +33,12 @@ def load_weights(model) -> None:
     assert not missing, missing[:3]
 
 
-def to_tensor(path: str, resize: int, crop: int) -> torch.Tensor:
-    im = Image.open(path).convert("RGB").resize((resize, resize), Image.BILINEAR)
-    o = (resize - crop) // 2
-    a = np.asarray(im, dtype=np.float32)[o : o + crop, o : o + crop] / 255.0
+def to_tensor(path: str, resize: int, crop: int, aspect: float = 1.0) -> torch.Tensor:
+    """raydist's geometry (resize to (resize * aspect, resize), centre crop) and normalisation."""
+    tall = lambda side: int(round(side * aspect))  # noqa: E731
+    im = Image.open(path).convert("RGB").resize((resize, tall(resize)), Image.BILINEAR)
+    top, left = (tall(resize) - tall(crop)) // 2, (resize - crop) // 2
+    a = np.asarray(im, dtype=np.float32)[top : top + tall(crop), left : left + crop] / 255.0
     return torch.from_numpy((a - 0.5) / 0.5).permute(2, 0, 1).unsqueeze(0)
 
 
@@ -45,7 +47,7 @@ def main(job_path: str, out_json: str, out_npz: str) -> None:
 
     job = json.loads(open(job_path).read())
     torch.set_num_threads(job["threads"])
-    resize, crop = job["resize"], job["crop"]
+    resize, crop, aspect = job["resize"], job["crop"], job.get("aspect", 1.0)
     t_start = time.perf_counter()
     model = PatchcoreModel(layers=["blocks.2", "blocks.4"], backbone="tf_efficientnet_lite0", pre_trained=False, num_neighbors=9)
     load_weights(model)
@@ -54,7 +56,7 @@ def main(job_path: str, out_json: str, out_npz: str) -> None:
     model.train()
     t0 = time.perf_counter()
     for i in range(0, len(job["train"]), 8):
-        batch = torch.cat([to_tensor(p, resize, crop) for p in job["train"][i : i + 8]])
+        batch = torch.cat([to_tensor(p, resize, crop, aspect) for p in job["train"][i : i + 8]])
         model(batch)
     t_features = time.perf_counter() - t0
     patches = torch.vstack(model.embedding_store).clone()
@@ -69,12 +71,12 @@ def main(job_path: str, out_json: str, out_npz: str) -> None:
     model.eval()
     scores, maps = [], []
     with torch.no_grad():
-        model(to_tensor(job["test"][0], resize, crop))  # warm-up
+        model(to_tensor(job["test"][0], resize, crop, aspect))  # warm-up
         t0 = time.perf_counter()
         for p in job["test"]:  # batch 1: decode + resize + model + its post-processing (map upsampling + blur)
-            out = model(to_tensor(p, resize, crop))
+            out = model(to_tensor(p, resize, crop, aspect))
             scores.append(float(out.pred_score.reshape(-1)[0]))
-            maps.append(out.anomaly_map.reshape(crop, crop).numpy().astype(np.float32))
+            maps.append(out.anomaly_map.reshape(out.anomaly_map.shape[-2:]).numpy().astype(np.float32))
         t_infer = time.perf_counter() - t0
     np.savez_compressed(out_npz, scores=np.array(scores), maps=np.stack(maps))
     report = {

@@ -280,7 +280,7 @@ def print_table(report: dict) -> None:
         busy = sorted(t["stages_s"].items(), key=lambda kv: -kv[1])
         where = ", ".join(f"{k} {v:.1f}" for k, v in busy[:6])
         print(f"time: {t['total_s']:.1f} s ({t['images_per_s']:.1f} images/s); stage seconds{' summed over workers' if t['workers'] > 1 else ''}: "
-              f"{where}; overhead {t['overhead_s']:.1f}")
+              f"{where}; overhead {t['overhead_s']:.1f}" + (f"; {t['overlapped_s']:.1f} s of it ran alongside scoring" if t.get("overlapped_s") else ""))
 
 
 def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> int:
@@ -377,6 +377,7 @@ def _run(a: argparse.Namespace) -> int:
             from raydist.storage import read_bytes
 
             run.log_params({"model.weights_id": summary["weights_id"]})
+            run.step({f"fit_s/{name}": s for name, s in summary["fit_s"].items()}, step=0, force=True)  # seconds per fitted unit
             if not a.no_register:
                 name = a.model_name or _default_model_name(a, cfg)
                 version = run.register_model(name, a.out, {rel: read_bytes(f"{a.out}/{rel}") for rel in _model_files(a.out)})

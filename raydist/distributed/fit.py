@@ -54,5 +54,5 @@ def fit(
             log(f"[fit] {name}: skipped: {res}")
         else:
             records[name] = res
-            log(f"[fit] {name}: {res['describe']}")
+            log(f"[fit] {name}: {res['describe']} ({res['seconds']:.1f}s)")
     return finish_fit(out_uri, cfg, records, errors, len(units) - len(todo), storage_options)

@@ -81,7 +81,8 @@ def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: Mo
 
 def fit_unit(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, encoder: Encoder, storage_options=None) -> dict[str, Any]:
     """Fit one unit's detector from its nominal train rows (THR statistics from its val rows) and
-    save it; returns the saved record. Raises :class:`ConfigError` when the unit cannot be fitted."""
+    save it; returns the saved record (with its ``seconds``). Raises :class:`ConfigError` when the unit cannot be fitted."""
+    t0 = time.perf_counter()
     skipped: list[str] = []
     cls = detector_class(cfg.method)
     train, val = ([] if split not in cls.fit_splits else _nominal(data_uri, unit, split, encoder, cfg, skipped, storage_options)
@@ -89,7 +90,11 @@ def fit_unit(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, encod
     detector = cls(cfg).fit(encoder, train, val)  # raises ConfigError when it lacks the rows it needs
     record = save_unit(out_uri, unit.name, detector, unit.key, skipped, storage_options)
     record["describe"] = detector.describe()
+    record["seconds"] = time.perf_counter() - t0  # decode, features, fit, THR statistics, save
     return record
+
+
+RUN_ONLY = ("describe", "seconds")  # record keys of this run only, never written to model.json
 
 
 def with_weights_id(cfg: ModelConfig, device: str | None = None) -> ModelConfig:
@@ -110,9 +115,10 @@ def pending(out_uri: str, units: list[FitUnit], storage_options=None) -> tuple[l
 def finish_fit(out_uri: str, cfg: ModelConfig, records: dict[str, dict], errors: dict[str, str], reused: int, storage_options=None) -> dict[str, Any]:
     if not records:
         raise ConfigError(f"nothing could be fitted: {errors}")
-    units = {name: {k: v for k, v in r.items() if k != "describe"} for name, r in records.items()}
+    units = {name: {k: v for k, v in r.items() if k not in RUN_ONLY} for name, r in records.items()}
     write_model(out_uri, cfg, units, errors, storage_options)
-    return {"model": out_uri, "units": sorted(records), "errors": errors, "reused": reused, "weights_id": cfg.weights_id}
+    fit_s = {name: round(r["seconds"], 3) for name, r in sorted(records.items()) if "seconds" in r}
+    return {"model": out_uri, "units": sorted(records), "errors": errors, "reused": reused, "weights_id": cfg.weights_id, "fit_s": fit_s}
 
 
 def fit(
@@ -127,13 +133,12 @@ def fit(
     errors: dict[str, str] = {}
     if todo:
         for unit in todo:
-            t = time.perf_counter()
             try:
                 records[unit.name] = fit_unit(data_uri, out_uri, cfg, unit, encoder, storage_options)
             except ConfigError as e:
                 errors[unit.name] = str(e)
                 log(f"[fit] {unit.name}: skipped: {e}")
                 continue
-            log(f"[fit] {unit.name}: {records[unit.name]['describe']} ({time.perf_counter() - t:.1f}s)")
+            log(f"[fit] {unit.name}: {records[unit.name]['describe']} ({records[unit.name]['seconds']:.1f}s)")
     return finish_fit(out_uri, cfg, records, errors, len(units) - len(todo), storage_options)
 

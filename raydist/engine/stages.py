@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,12 +39,23 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
-def score_unit(scorer: Scorer, rows: Sequence[dict[str, Any]], batch_size: int, times: StageTimes | None = None) -> list[Scored]:
-    """Score a unit's rows in batches of ``batch_size`` (bounds the feature memory of a big row group)."""
+def score_unit(scorer: Scorer, rows: Sequence[dict[str, Any]], batch_size: int, times: StageTimes | None = None,
+               on_batch: Callable[[list[Scored]], None] | None = None) -> list[Scored]:  # fmt: skip
+    """Score a unit's rows in batches of ``batch_size`` (bounds the feature memory of a big row group);
+    ``on_batch`` gets each scored batch as soon as it is done (the local executor binarises it then)."""
     out: list[Scored] = []
     for i in range(0, len(rows), batch_size):
-        out += scorer.score_rows(rows[i : i + batch_size], times)
+        batch = scorer.score_rows(rows[i : i + batch_size], times)
+        if on_batch is not None:
+            on_batch(batch)
+        out += batch
     return out
+
+
+def binarise_all(scored: Sequence[Scored], cfg: EvalConfig, times: StageTimes | None = None) -> list[tuple[dict[str, np.ndarray], dict]]:
+    """:func:`binarise` over images, the binarisers built once."""
+    ttt4as, mebin = cfg.make_ttt4as(), cfg.make_mebin()
+    return [binarise(s, ttt4as, mebin, times) for s in scored]
 
 
 def binarise(s: Scored, ttt4as: TTT4AS | None, mebin: MEBin | None = None, times: StageTimes | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -86,16 +97,17 @@ def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict) -> dict[str,
     }
 
 
-def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: float, times: StageTimes | None = None) -> tuple[pa.Table, dict[str, Any]]:
+def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: float, times: StageTimes | None = None,
+                 binarised: Sequence[tuple[dict[str, np.ndarray], dict]] | None = None) -> tuple[pa.Table, dict[str, Any]]:  # fmt: skip
     """Binarise one unit's images: its result table and its summary (exact per-image counts,
     mergeable per-class pixel histograms): all ``metrics.json`` is ever computed from.
-    Stage seconds are added to ``times`` when given."""
+    ``binarised``: the images' :func:`binarise_all` output when already made. Stage seconds are
+    added to ``times`` when given."""
     times = times if times is not None else StageTimes()
-    ttt4as, mebin = cfg.make_ttt4as(), cfg.make_mebin()
+    binarised = binarised if binarised is not None else binarise_all(scored, cfg, times)
     rows, images = [], []
     aggs: dict[str, PixelAggregate] = {}
-    for s in scored:
-        masks, info = binarise(s, ttt4as, mebin, times)
+    for s, (masks, info) in zip(scored, binarised, strict=True):
         with times("encode"):
             rows.append(result_row(s, masks, info))
         im = {"image_id": s.image_id, "class_name": s.class_name, "label": s.label, "error": s.error, "image_score": s.image_score,

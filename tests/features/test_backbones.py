@@ -114,7 +114,11 @@ def test_folded_batchnorm_gives_the_unfolded_features():
     import timm
     import torch.nn.functional as F
 
-    from raydist.features.backbones import _match_by_order, load_state_dict_file, packaged_weights_path
+    from raydist.features.backbones import (
+        _match_by_order,
+        load_state_dict_file,
+        packaged_weights_path,
+    )
 
     b = Backbone("efficientnet_lite0", weights="packaged")
     full = timm.create_model("tf_efficientnet_lite0", pretrained=False)
