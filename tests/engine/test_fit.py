@@ -44,6 +44,9 @@ def test_a_fit_killed_after_one_class_resumes_with_only_the_missing_ones(three, 
     assert sum(": bank " in ln for ln in lines) == 2 and not any(ln.startswith(f"[fit] {first}:") for ln in lines)
     assert (tmp_path / "m" / (unit_file(first) + ".safetensors")).stat().st_mtime_ns == saved
     assert set(load_meta(out)["units"]) == {"blobs", "checker", "stripes"}
+    # seconds are reported for the units fitted in this run only, and never stored in model.json
+    assert set(summary["fit_s"]) == {"blobs", "checker", "stripes"} - {first} and all(s > 0 for s in summary["fit_s"].values())
+    assert all("seconds" not in u and "describe" not in u for u in load_meta(out)["units"].values())
 
 
 def test_a_changed_config_or_new_data_refits(three, tmp_path):
