@@ -131,17 +131,19 @@ def evaluate(
     if p.todo:
         with times("start_scorer"):
             scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=p.duplicates)
-        # Each scored batch is binarised on a second thread while the next is scored, and a unit
-        # is written there too: the binarisers (liblinear, PNG encoding) release the GIL, so both
-        # threads run on two cores. At most two units are held; the stages are the same pure
-        # functions, so the results are those of a serial loop.
+        # A second thread decodes the next batch and binarises each scored one while this thread
+        # scores, and writes the units: decoding, liblinear and PNG encoding release the GIL, so
+        # both threads run on two cores. Its queue is first in, first out, so the next batch's
+        # decode is always ahead of the last batch's binarising. At most two units are held; the
+        # stages are the same pure functions, so the results are those of a serial loop.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raydist-segment") as pool:
             job = None
             for unit in p.todo:
                 with times("read"):
                     rows = read_unit(unit, data_uri, INPUT_COLUMNS, storage_options)
                 binarised: list[Future] = []
-                scored = score_unit(scorer, rows, cfg.batch_size, times, lambda b, out=binarised: out.append(pool.submit(binarise_all, b, cfg, seg_times)))
+                scored = score_unit(scorer, rows, cfg.batch_size, times, lambda b, out=binarised: out.append(pool.submit(binarise_all, b, cfg, seg_times)),
+                                    ahead=pool, ahead_times=seg_times)  # fmt: skip
                 if job is not None:
                     written(job)
                 job = pool.submit(segment_and_write, unit, scored, binarised)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from typing import Any
 
 import numpy as np
@@ -40,12 +41,19 @@ RESULT_SCHEMA = pa.schema(
 
 
 def score_unit(scorer: Scorer, rows: Sequence[dict[str, Any]], batch_size: int, times: StageTimes | None = None,
-               on_batch: Callable[[list[Scored]], None] | None = None) -> list[Scored]:  # fmt: skip
+               on_batch: Callable[[list[Scored]], None] | None = None, ahead: Executor | None = None,
+               ahead_times: StageTimes | None = None) -> list[Scored]:  # fmt: skip
     """Score a unit's rows in batches of ``batch_size`` (bounds the feature memory of a big row group);
-    ``on_batch`` gets each scored batch as soon as it is done (the local executor binarises it then)."""
+    ``on_batch`` gets each scored batch as soon as it is done (the local executor binarises it then).
+    With ``ahead`` (an executor), batch k + 1 is decoded there while batch k is scored; its decode
+    seconds go to ``ahead_times``."""
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
     out: list[Scored] = []
-    for i in range(0, len(rows), batch_size):
-        batch = scorer.score_rows(rows[i : i + batch_size], times)
+    pending: Future | None = None
+    for k, rows_k in enumerate(batches):
+        decoded = pending.result() if pending is not None else scorer.decode_rows(rows_k, times)
+        pending = ahead.submit(scorer.decode_rows, batches[k + 1], ahead_times) if ahead is not None and k + 1 < len(batches) else None
+        batch = scorer.score_decoded(decoded, times)
         if on_batch is not None:
             on_batch(batch)
         out += batch
