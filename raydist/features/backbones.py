@@ -195,15 +195,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     found by running the model once and recording which module fed which, so any timm CNN works;
     the folded model is checked against the original on that input (same float32 maths, reordered).
     """
-    convs: dict[int, str] = {}  # id(output tensor) -> name of the conv that produced it
+    convs: dict[int, tuple[str, torch.Tensor]] = {}  # id(output) -> (conv's name, output kept alive: ids stay unique)
     pairs: list[tuple[str, str]] = []
     named = {m: n for n, m in model.named_modules()}
 
     def record(mod, inputs, output):
         if isinstance(mod, nn.Conv2d):
-            convs[id(output)] = named[mod]
+            convs[id(output)] = (named[mod], output)
         elif isinstance(mod, nn.BatchNorm2d) and id(inputs[0]) in convs:
-            pairs.append((convs[id(inputs[0])], named[mod]))
+            pairs.append((convs[id(inputs[0])][0], named[mod]))
 
     probe = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     hooks = [m.register_forward_hook(record) for m in named if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
