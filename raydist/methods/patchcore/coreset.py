@@ -53,7 +53,6 @@ def greedy_coreset(
     centers = np.empty((n_select, z.shape[1]), dtype=np.float32)
     csq = np.empty(n_select, dtype=np.float32)
     min_d2 = np.full(n, np.inf, dtype=np.float32)
-    reach = np.full(n, np.inf, dtype=np.float32)  # 4 * min_d2: a centre farther than this cannot win
     assign = np.zeros(n, dtype=np.int32)
     idx = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
     for i in range(n_select):
@@ -63,24 +62,28 @@ def greedy_coreset(
         csq[i] = sq[idx]
         cand = None
         if i > 0:
-            # squared distance from the new centre to every earlier centre: i values, cheap
+            # squared distance from the new centre to every earlier centre: i values, cheap; a
+            # quarter of it (exact in floating point) is compared with each point's min_d2
             dc2 = centers[:i] @ c
             dc2 *= -2.0
             dc2 += csq[:i] + sq[idx]
-            cand = np.flatnonzero(np.take(dc2, assign) < reach)
+            dc2 *= 0.25
+            cand = np.flatnonzero(np.take(dc2, assign) < min_d2)
             if cand.size > n // 2:
                 cand = None  # a dense pass is cheaper than gathering most rows
         if cand is None:
-            cand = np.arange(n)
             d2 = z @ c
+            d2 *= -2.0
+            d2 += sq + sq[idx]
+            to = np.flatnonzero(d2 < min_d2)
+            dm = d2[to]
         else:
             d2 = z[cand] @ c
-        d2 *= -2.0
-        d2 += sq[cand] + sq[idx]
-        moved = d2 < min_d2[cand]
-        to, dm = cand[moved], d2[moved]
+            d2 *= -2.0
+            d2 += sq[cand] + sq[idx]
+            moved = d2 < min_d2[cand]
+            to, dm = cand[moved], d2[moved]
         min_d2[to] = dm
-        reach[to] = 4.0 * dm
         assign[to] = i
         idx = int(np.argmax(min_d2))
     return selected
