@@ -91,6 +91,8 @@ def _add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help=f"images per scoring batch (default: {d['batch_size']})")
     p.add_argument("--bank-search", choices=["exact", "bf16"], default=argparse.SUPPRESS,
                    help=f"memory-bank search: exact float32, or bfloat16 with a float32 re-rank of the row found (faster on CPUs with AVX512-BF16/AMX; default: {d['bank_search']})")
+    p.add_argument("--backbone-runtime", choices=["torch", "openvino"], default=argparse.SUPPRESS,
+                   help=f"what runs the backbone: torch, or OpenVINO (CNN backbones on the CPU, about half the feature time; pip install 'raydist[openvino]'; default: {d['backbone_runtime']})")
     p.add_argument("--max-pixels", type=int, default=argparse.SUPPRESS,
                    help=f"images larger than this are refused, a decompression-bomb guard (default: {d['max_pixels']})")
     g = p.add_argument_group("TTT4AS (defaults and their reasons: README, TTT4AS section)")
@@ -144,7 +146,7 @@ def eval_config(a: argparse.Namespace):
     binariser list that has no ttt4as are refused rather than ignored."""
     from raydist.config import EvalConfig
 
-    kw = {k: getattr(a, k) for k in ("align", "batch_size", "max_pixels", "bank_search") if hasattr(a, k)}
+    kw = {k: getattr(a, k) for k in ("align", "batch_size", "max_pixels", "bank_search", "backbone_runtime") if hasattr(a, k)}
     if hasattr(a, "segment"):
         kw["segment"] = tuple(s for s in a.segment.split(",") if s)
     ttt = {k[4:]: v for k, v in vars(a).items() if k.startswith("ttt_")}

@@ -124,6 +124,7 @@ STALL_TIMEOUT_S = 3600.0
 BINARISERS = ("thr", "ttt4as", "mebin")  # every binariser a report can hold, in display order
 ALIGNS = ("none", "cada", "class")
 BANK_SEARCHES = ("exact", "bf16")
+RUNTIMES = ("torch", "openvino")  # what runs a CNN backbone's forward pass at evaluation
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ class EvalConfig:
     # re-ranked in float32; ~1.6x faster search on CPUs with AVX512-BF16/AMX, maps within 0.001
     # P-AUROC on the bottle dev category); exact by default so results do not depend on the CPU
     bank_search: str = "exact"
+    # what runs the backbone at evaluation: torch, or OpenVINO (CNN backbones on the CPU: about half
+    # the feature time, float32, grids equal to torch's to rounding); torch by default because
+    # OpenVINO is an optional install and fit always extracts with torch
+    backbone_runtime: str = "torch"
 
     def __post_init__(self) -> None:
         segment = tuple(self.segment)
@@ -153,6 +158,8 @@ class EvalConfig:
             raise ConfigError("--batch-size and --max-pixels must be >= 1")
         if self.bank_search not in BANK_SEARCHES:
             raise ConfigError(f"--bank-search must be one of {BANK_SEARCHES}, got {self.bank_search!r}")
+        if self.backbone_runtime not in RUNTIMES:
+            raise ConfigError(f"--backbone-runtime must be one of {RUNTIMES}, got {self.backbone_runtime!r}")
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(sorted(self.classes)))
         if "ttt4as" in segment:

@@ -2,7 +2,7 @@
 
 For `ray job submit --runtime-env cluster/runtime_env.yaml --working-dir . -- python jobs/...` on
 nodes without raydist installed: every runtime dependency of pyproject.toml (and the [pretrained]
-extra) at the version constraints.txt pins, except Ray itself, which the cluster already runs.
+and [openvino] extras) at the version constraints.txt pins, except Ray itself, which the cluster already runs.
 tests/integration/test_cluster_configs.py fails when the file and this output differ.
 
     python scripts/runtime_env.py            # rewrite the file
@@ -36,11 +36,11 @@ def pins(constraints: Path = ROOT / "constraints.txt") -> dict[str, str]:
 
 
 def requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
-    """Runtime requirements, pinned: pyproject's dependencies plus the [pretrained] extra."""
+    """Runtime requirements, pinned: pyproject's dependencies plus the [pretrained] and [openvino] extras."""
     project = tomllib.loads(pyproject.read_text())["project"]
     pinned = pins()
     reqs = []
-    for req in [*project["dependencies"], *project["optional-dependencies"]["pretrained"]]:
+    for req in [*project["dependencies"], *project["optional-dependencies"]["pretrained"], *project["optional-dependencies"]["openvino"]]:
         name = _name(req)
         if name in SKIP:
             continue

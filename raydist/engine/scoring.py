@@ -91,7 +91,7 @@ class Scorer:
         self.align = align
         if self.eval.bank_search != "exact" and not self.method.has_bank:
             raise ConfigError(f"--bank-search {self.eval.bank_search}: a {self.cfg.method} model has no memory bank to search")
-        self.encoder = Encoder(self.cfg, device, expect_weights_id=self.cfg.weights_id)
+        self.encoder = Encoder(self.cfg, device, expect_weights_id=self.cfg.weights_id, runtime=self.eval.backbone_runtime)
         self.duplicates = dict(duplicates or {})
         self.keep_images = keep_images
         self.cache_bytes = int(cache_mb * 2**20)

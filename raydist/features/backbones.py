@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from raydist.config import RUNTIMES
 from raydist.errors import ConfigError
 from raydist.features.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
@@ -121,10 +122,13 @@ class Backbone(nn.Module):
         proj_dim: int | None = None,
         seed: int = 0,
         device: str | None = None,
+        runtime: str = "torch",
     ):
         super().__init__()
         if name not in BACKBONES:
             raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"--backbone-runtime must be one of {RUNTIMES}, got {runtime!r}")
         import timm
 
         self.name = name
@@ -157,6 +161,14 @@ class Backbone(nn.Module):
         self.model.eval().requires_grad_(False)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.to(self.device)
+        self.runtime = runtime
+        self._openvino = None
+        if runtime == "openvino":
+            if spec.kind != "cnn" or self.device.type != "cpu":
+                raise ConfigError(f"--backbone-runtime openvino runs CNN backbones on the CPU; {name} on {self.device.type} runs on torch")
+            from raydist.features.openvino_runtime import OpenVinoGrid
+
+            self._openvino = OpenVinoGrid(_CnnGrid(self.model), torch.zeros(1, 3, 224, 224), torch.get_num_threads())
 
     def preprocess(self, resize: int = 256, crop: int = 224, aspect: float = 1.0) -> Preprocess:
         return Preprocess(resize=resize, crop=crop, aspect=aspect, mean=self.spec.mean, std=self.spec.std)
@@ -166,13 +178,10 @@ class Backbone(nn.Module):
         """(B, 3, H, W) normalised images -> float32 feature grid, on the CPU (``to_host``) or left on
         the backbone's device for a search that runs there."""
         x = x.to(self.device)
-        if self.spec.kind == "cnn":
-            feats = self.model(x.contiguous(memory_format=torch.channels_last))
-            # PatchCore's local neighbourhood aggregation, then the coarser stage on the finer grid
-            feats = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in feats]
-            size = feats[0].shape[-2:]
-            feats = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-            out = torch.cat(feats, dim=1)
+        if self._openvino is not None:
+            out = self._openvino(x)
+        elif self.spec.kind == "cnn":
+            out = cnn_grid(self.model, x.contiguous(memory_format=torch.channels_last))
         else:
             n = len(self.model.blocks)
             idx = self.block % n
@@ -183,6 +192,25 @@ class Backbone(nn.Module):
             out = F.adaptive_avg_pool1d(flat, self.proj_dim).reshape(b, h, w, self.proj_dim).permute(0, 3, 1, 2)
         out = out.float()
         return FeatureGrid((out.cpu() if to_host else out).contiguous(), self.stride)
+
+
+def cnn_grid(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A CNN's two stages as one PatchCore grid: each stage averaged over its 3x3 neighbourhood
+    (PatchCore's local aggregation), the coarser one upsampled onto the finer grid, concatenated."""
+    feats = [F.avg_pool2d(f, 3, stride=1, padding=1) for f in model(x)]
+    size = feats[0].shape[-2:]
+    return torch.cat([feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]], dim=1)
+
+
+class _CnnGrid(nn.Module):
+    """:func:`cnn_grid` as a module, for a runtime that converts a whole graph (OpenVINO)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return cnn_grid(self.model, x)
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:

@@ -20,8 +20,10 @@ class Encoder:
     it scores with: the backbone is the heavy part, banks are per class.
     """
 
-    def __init__(self, cfg, device: str | None = None, expect_weights_id: str | None = None, batch_size: int = 8):
-        self.backbone = Backbone(cfg.backbone, weights=cfg.weights, block=cfg.block, proj_dim=cfg.proj_dim, seed=cfg.seed, device=device)
+    def __init__(self, cfg, device: str | None = None, expect_weights_id: str | None = None, batch_size: int = 8,
+                 runtime: str = "torch"):  # fmt: skip
+        self.backbone = Backbone(cfg.backbone, weights=cfg.weights, block=cfg.block, proj_dim=cfg.proj_dim, seed=cfg.seed, device=device,
+                                 runtime=runtime)  # fmt: skip
         if expect_weights_id and self.backbone.weights_id != expect_weights_id:
             raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {expect_weights_id}")
         self.prep: Preprocess = self.backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
