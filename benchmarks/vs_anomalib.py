@@ -20,7 +20,8 @@ and 20% as val; anomalib fits on exactly raydist's train images):
   warmed up first) vs ``raydist evaluate`` (decode -> masks written, metrics) with ``--segment
   thr`` and with ``thr,ttt4as``: as a whole process, in-run (metrics.json timing, the scorer's
   start-up included) and once the scorer is built (in-run less ``start_scorer``: the like-for-like
-  figure); and ``thr,ttt4as`` with ``--bank-search bf16``, with its recall and AUROC change;
+  figure); and ``thr,ttt4as`` with ``--bank-search bf16``, with its recall and AUROC change, and
+  (when openvino is installed) with ``--backbone-runtime openvino``, alone and with bf16;
 - I-AUROC / P-AUROC of both, computed by the same exact functions (scikit-learn) from each
   side's image scores and maps against the same masks.
 
@@ -32,6 +33,7 @@ agree within 0.01; otherwise the difference and its reason are printed instead.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
 import os
@@ -162,10 +164,15 @@ def main(argv: list[str] | None = None) -> int:
     fit_wall, fit_rss, fit_out = run_child([*RAYDIST, "fit", "--data", str(data), "--out", str(model), "--no-tracking", *geometry])
     fit_unit_s = json.loads(fit_out[fit_out.index("{\n") :])["fit_s"][a.category]
     evals = {}
-    for seg, extra in (("thr", []), ("thr,ttt4as", []), ("bf16", ["--bank-search", "bf16"])):
+    runs = [("thr", []), ("thr,ttt4as", []), ("bf16", ["--bank-search", "bf16"])]
+    if importlib.util.find_spec("openvino") is not None:
+        runs += [("openvino", ["--backbone-runtime", "openvino"]), ("openvino-bf16", ["--backbone-runtime", "openvino", "--bank-search", "bf16"])]
+    else:
+        print("[raydist] openvino is not installed (pip install 'raydist[openvino]'): no --backbone-runtime openvino runs", flush=True)
+    for seg, extra in runs:
         out = work / f"res-{seg.replace(',', '-')}"
         print(f"[raydist] evaluate --segment {seg} {' '.join(extra)}...", flush=True)
-        segment = "thr,ttt4as" if seg == "bf16" else seg
+        segment = seg if seg.startswith("thr") else "thr,ttt4as"
         wall, rss, _ = run_child([*RAYDIST, "evaluate", "--data", str(data), "--model", str(model), "--out", str(out), "--segment", segment, "--no-tracking", *extra])
         evals[seg] = (wall, rss, json.loads((out / "metrics.json").read_text()), out)
 
@@ -182,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return auroc(labels, [res[r["image_id"]]["image_score"] for r in test]), auroc(gt, maps.ravel())
 
     metrics = {"anomalib": (auroc(labels, an_out["scores"]), auroc(gt, an_out["maps"].ravel())), "raydist": aurocs_of(evals["thr"][3]),
-               "raydist bf16": aurocs_of(evals["bf16"][3])}  # fmt: skip
+               **{f"raydist {k}": aurocs_of(evals[k][3]) for k in ("bf16", "openvino", "openvino-bf16") if k in evals}}  # fmt: skip
     # raydist's coreset coverage on its own training patches
     bank = scorer.detector(a.category).model.bank
     enc = Encoder(scorer.cfg)
@@ -220,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         ("images/s, THR + TTT4AS (scorer built)", an["images_per_s"], loaded(ttt_m), loaded(ttt_m) / an["images_per_s"]),
         ("images/s, THR + TTT4AS, bf16 search (built)", an["images_per_s"], loaded(bf_m), loaded(bf_m) / an["images_per_s"]),
         ("images/s, THR + TTT4AS, bf16 (whole process)", an["images_per_s"], n / bf_wall, (n / bf_wall) / an["images_per_s"]),
+        *[(f"images/s, THR + TTT4AS, {label} ({how})", an["images_per_s"], v, v / an["images_per_s"])
+          for key, label in (("openvino", "OpenVINO"), ("openvino-bf16", "OpenVINO + bf16")) if key in evals
+          for how, v in (("built", loaded(evals[key][2])), ("whole process", n / evals[key][0]))],
         ("I-AUROC", metrics["anomalib"][0], metrics["raydist"][0], None),
         ("P-AUROC", metrics["anomalib"][1], metrics["raydist"][1], None),
     ]
@@ -228,13 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     comparable = di <= 0.01 and dp <= 0.01
     for label, x, y, r in rows_out:
         speed = "images/s" in label or label.startswith("fit s")
-        ok = comparable and ("bf16" not in label or max(abs(x - y) for x, y in zip(metrics["anomalib"], metrics["raydist bf16"])) <= 0.01)
+        variant = "raydist openvino-bf16" if "OpenVINO + bf16" in label else "raydist openvino" if "OpenVINO" in label else "raydist bf16" if "bf16" in label else "raydist"
+        ok = comparable and max(abs(x - y) for x, y in zip(metrics["anomalib"], metrics[variant])) <= 0.01
         shown = "" if r is None else (f"{r:9.2f}x" if ok or not speed else "  withheld")
         print(f"{label:<44}{x:>14.3f}{y:>14.3f}{shown:>10}")
     print(f"raydist stage seconds (THR + TTT4AS run): {json.dumps({k: round(v, 2) for k, v in ttt_m['timing']['stages_s'].items()})}")
     bi, bp = metrics["raydist bf16"]
     print(f"--bank-search bf16: recall@1 {recall:.3f} on the test patches; I-AUROC {bi:.4f} ({bi - metrics['raydist'][0]:+.4f}), "
           f"P-AUROC {bp:.4f} ({bp - metrics['raydist'][1]:+.4f}); TTT4AS F1 {bf_m['mean']['ttt4as']['f1']:.3f}")  # fmt: skip
+    for key in ("openvino", "openvino-bf16"):
+        if key in evals:
+            oi, op = metrics[f"raydist {key}"]
+            print(f"--backbone-runtime {key.replace('-bf16', ' --bank-search bf16')}: I-AUROC {oi:.4f} ({oi - metrics['raydist'][0]:+.4f}), P-AUROC {op:.4f} "
+                  f"({op - metrics['raydist'][1]:+.4f}); TTT4AS F1 {evals[key][2]['mean']['ttt4as']['f1']:.3f}; stage s "
+                  f"{json.dumps({k: round(v, 2) for k, v in evals[key][2]['timing']['stages_s'].items()})}")  # fmt: skip
     print(f"TTT4AS F1 {ttt_m['mean']['ttt4as']['f1']:.3f} vs THR F1 {ttt_m['mean']['thr']['f1']:.3f} (raydist; anomalib has no TTT4AS)")
     if not comparable:
         better = "raydist" if metrics["raydist"][0] > metrics["anomalib"][0] else "anomalib"
@@ -244,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
               "differs (anomalib reweights the max distance by its 9 nearest bank neighbours, PatchCore eq. 7; raydist takes the map's max).")  # fmt: skip
     (work / "report.json").write_text(json.dumps({"anomalib": an, "raydist": {"fit_s": fit_wall, "fit_rss_mib": fit_rss, "coverage": rd_cov,
         "fit_unit_s": fit_unit_s, "eval_thr_s": thr_wall, "eval_ttt4as_s": ttt_wall, "eval_bf16_s": bf_wall, "eval_rss_mib": thr_rss,
-        "loaded_images_per_s": {"thr": loaded(thr_m), "thr,ttt4as": loaded(ttt_m), "bf16": loaded(bf_m)}, "bf16_recall": recall}, "metrics": metrics}, indent=2))  # fmt: skip
+        "loaded_images_per_s": {"thr": loaded(thr_m), "thr,ttt4as": loaded(ttt_m), "bf16": loaded(bf_m),
+        **{k: loaded(evals[k][2]) for k in ("openvino", "openvino-bf16") if k in evals}}, "bf16_recall": recall}, "metrics": metrics}, indent=2))  # fmt: skip
     return 0
 
 
