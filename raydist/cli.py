@@ -172,6 +172,8 @@ def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True
         g.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
                        help="Ray: give up (exit 4, fitted units kept) when no fit unit finishes for this long (default: no limit)")  # fmt: skip
     if scoring:
+        g.add_argument("--workers", type=int, default=None,
+                       help="local executor: worker threads, each scoring and binarising one batch at a time with one torch thread (default: one per usable CPU)")  # fmt: skip
         g.add_argument("--num-actors", type=int, default=1, help="Ray: scoring actors (backbone + resident banks; one per GPU on a GPU cluster)")
         g.add_argument("--gpus-per-actor", type=float, default=0.0, help="Ray: GPUs per scoring actor (1 puts them on GPU nodes)")
         g.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per scoring actor")
@@ -282,7 +284,7 @@ def print_table(report: dict) -> None:
         busy = sorted(t["stages_s"].items(), key=lambda kv: -kv[1])
         where = ", ".join(f"{k} {v:.1f}" for k, v in busy[:6])
         print(f"time: {t['total_s']:.1f} s ({t['images_per_s']:.1f} images/s); stage seconds{' summed over workers' if t['workers'] > 1 else ''}: "
-              f"{where}; overhead {t['overhead_s']:.1f}" + (f"; {t['overlapped_s']:.1f} s of it ran alongside scoring" if t.get("overlapped_s") else ""))
+              f"{where}; overhead {t['overhead_s']:.1f}")
 
 
 def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> int:
@@ -418,13 +420,15 @@ def _run(a: argparse.Namespace) -> int:
             if a.executor == "ray":
                 from raydist.distributed import evaluate as dist
 
+                if a.workers is not None:
+                    raise ConfigError("--workers sizes the local executor; on Ray use --num-actors and --cpus-per-task")
                 dist.init(a.address, a.num_cpus)
                 report = dist.evaluate(a.data, a.model, a.out, cfg, dist.Resources(a.num_actors, a.gpus_per_actor, a.cpus_per_actor, a.cpus_per_task),
                                        resume=resume, cache_mb=a.cache_mb, on_progress=progress, stall_s=a.stall_timeout)  # fmt: skip
             else:
                 from raydist.engine.evaluate import evaluate
 
-                report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print, on_progress=progress, cache_mb=a.cache_mb)
+                report = evaluate(a.data, a.model, a.out, cfg, resume=resume, log=print, on_progress=progress, cache_mb=a.cache_mb, workers=a.workers)
         print_table(report)
         print(f"results: {a.out}/results  metrics: {a.out}/metrics.json")
         pooled = report["pooled"]

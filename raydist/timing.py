@@ -42,22 +42,20 @@ class StageTimes(dict[str, float]):
         return self
 
 
-def timing_block(total_s: float, evaluated: int, stages: Mapping[str, float], driver: Mapping[str, float], workers: int,
-                 overlapped_s: float = 0.0) -> dict:  # fmt: skip
+def timing_block(total_s: float, evaluated: int, stages: Mapping[str, float], driver: Mapping[str, float], workers: int) -> dict:
     """``metrics.json["timing"]``: wall time, throughput, stage seconds, the driver's own steps and
     what is left once the stages' seconds are spread over ``workers`` parallel workers: start-up
     (model and backbone loading in the workers), scheduling, transfers and idle workers, i.e. the
-    executor's overhead. Local: one worker whose segmenting thread runs alongside its scoring;
-    ``overlapped_s`` is the stage time hidden that way, so stages - overlapped + driver + overhead
-    is exactly the wall time. Ray: the scoring actors plus the segment-task slots the cluster's free
-    CPUs allow, so an unevenly busy cluster shows up here too."""
-    busy = (sum(stages.values()) - overlapped_s) / max(workers, 1)
+    executor's overhead, so stages / workers + driver + overhead is the wall time whenever the
+    workers were busy for less than all of it. Local: its worker threads (the driver thread's unit
+    writing runs alongside them). Ray: the scoring actors plus the segment-task slots the cluster's
+    free CPUs allow, so an unevenly busy cluster shows up here too."""
+    busy = sum(stages.values()) / max(workers, 1)
     return {
         "total_s": total_s,
         "images_evaluated": evaluated,
         "images_per_s": evaluated / max(total_s, 1e-9),
         "stages_s": dict(sorted(stages.items())),
-        "overlapped_s": overlapped_s,
         "driver_s": dict(driver),
         "overhead_s": max(0.0, total_s - sum(driver.values()) - busy),
         "workers": workers,

@@ -68,12 +68,13 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")
 
 
-def _match_driver_threads(threads: int) -> None:
-    """Run torch with the driver's thread count: reductions then add up in the same order, so a
-    unit's numbers do not depend on which executor (or how many CPUs a worker got) computed them."""
+def _use_threads(cpus: float) -> None:
+    """Run torch with as many threads as the CPUs Ray gave this worker (at least one): no worker
+    oversubscribes its node, and with one CPU (the default) reductions add up in the local
+    executor's order (one torch thread per worker), so both executors' numbers are identical."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, int(cpus)))
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,9 @@ def _node() -> str:
 class ScoringActor:
     """Holds the encoder (on its GPU if it was given one) and an LRU of detectors; runs the score stage."""
 
-    def __init__(self, model_uri: str, data_uri: str, cfg: EvalConfig, threads: int, storage_options=None, duplicates=None,
+    def __init__(self, model_uri: str, data_uri: str, cfg: EvalConfig, cpus: float, storage_options=None, duplicates=None,
                  cache_mb: float = DEFAULT_CACHE_MB):  # fmt: skip
-        _match_driver_threads(threads)
+        _use_threads(cpus)
         self.data_uri, self.cfg, self.storage_options = data_uri, cfg, storage_options
         self.times = StageTimes()  # the start-up is reported with the first unit
         with self.times("start_scorer"):
@@ -147,10 +148,10 @@ class ScoringActor:
 
 
 @ray.remote(max_retries=3, retry_exceptions=list(transient_errors()))  # a storage outage longer than botocore's retries
-def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]], cfg: EvalConfig, offset: float, out_uri: str, threads: int,
+def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]], cfg: EvalConfig, offset: float, out_uri: str, cpus: float,
                  storage_options=None) -> dict[str, Any]:  # fmt: skip
     """The segment stage of one unit, then its results and summary; idempotent (fixed names)."""
-    _match_driver_threads(threads)
+    _use_threads(cpus)
     scored, score_times = scored_unit
     times = StageTimes(score_times)
     table, summary = segment_unit(unit.uid, scored, cfg, offset, times)
@@ -178,14 +179,12 @@ def evaluate(
     (nightly); ``on_progress(progress)`` is called after each unit. The report's ``executor`` says
     on which node each scoring actor ran and how many units each node segmented. Raises
     :class:`StalledError` when no unit finishes (or no scoring actor starts) for ``stall_s``."""
-    import torch
 
     cfg = cfg or EvalConfig()
     res = resources or Resources()
     t0 = time.perf_counter()
     p = plan(data_uri, model_uri, out_uri, cfg, resume, storage_options, log)
     progress = Progress(len(p.todo), p.n_images)
-    threads = torch.get_num_threads()
     evaluated = 0
     times = StageTimes()
     actor_nodes: list[str] = []
@@ -193,7 +192,7 @@ def evaluate(
     if p.todo:
         actors = [
             ScoringActor.options(num_gpus=res.gpus_per_actor, num_cpus=res.cpus_per_actor).remote(
-                model_uri, data_uri, cfg, threads, storage_options, p.duplicates, cache_mb
+                model_uri, data_uri, cfg, res.cpus_per_actor, storage_options, p.duplicates, cache_mb
             )
             for _ in range(res.num_actors)
         ]
@@ -213,7 +212,7 @@ def evaluate(
                 for ref in wait_one(list(pending_score) + pending_seg, stall_s, f"no unit finished ({in_flight})"):
                     if ref in pending_score:
                         u = pending_score.pop(ref)
-                        pending_seg.append(segment_task.options(num_cpus=res.cpus_per_task).remote(u, ref, cfg, p.offset, out_uri, threads, storage_options))
+                        pending_seg.append(segment_task.options(num_cpus=res.cpus_per_task).remote(u, ref, cfg, p.offset, out_uri, res.cpus_per_task, storage_options))
                     else:
                         pending_seg.remove(ref)
                         done = ray.get(ref)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -72,8 +73,8 @@ class DecodedBatch:
 class Scorer:
     """One encoder and an LRU of fitted detectors, scoring batches of dataset rows.
 
-    One per process (or per Ray actor): the backbone is built once; detectors load on first use and
-    stay resident (PatchCore banks on the encoder's device) until the detectors held exceed
+    One per process (or per Ray actor; the local executor's worker threads share one): the
+    backbone is built once; detectors load on first use and stay resident (PatchCore banks on the encoder's device) until the detectors held exceed
     ``cache_mb``, when the least recently used go, by bytes rather than count: one class's bank
     can be a hundred times another's.
     """
@@ -96,6 +97,7 @@ class Scorer:
         self.keep_images = keep_images
         self.cache_bytes = int(cache_mb * 2**20)
         self._detectors: OrderedDict[str, tuple[Detector, int]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def unit_of(self, row: dict[str, Any]) -> str:
         """The fit unit whose detector scores this row; a class the model never saw is a row error."""
@@ -107,15 +109,17 @@ class Scorer:
         return cls
 
     def detector(self, unit: str) -> Detector:
-        if unit in self._detectors:
-            self._detectors.move_to_end(unit)
-            return self._detectors[unit][0]
-        det = load_detector(self.model_uri, self.meta, unit, self.align, self.storage_options)
-        det.use_bank_search(self.eval.bank_search)
-        self._detectors[unit] = (det, state_nbytes(det))
-        while len(self._detectors) > 1 and self.cached_bytes > self.cache_bytes:  # the one in use always stays
-            self._detectors.popitem(last=False)
-        return det
+        """The unit's fitted detector, loaded on first use; worker threads may ask at once (one loads it)."""
+        with self._lock:
+            if unit in self._detectors:
+                self._detectors.move_to_end(unit)
+                return self._detectors[unit][0]
+            det = load_detector(self.model_uri, self.meta, unit, self.align, self.storage_options)
+            det.use_bank_search(self.eval.bank_search)
+            self._detectors[unit] = (det, state_nbytes(det))
+            while len(self._detectors) > 1 and self.cached_bytes > self.cache_bytes:  # the one just asked for always stays
+                self._detectors.popitem(last=False)
+            return det
 
     @property
     def cached_bytes(self) -> int:
@@ -132,7 +136,7 @@ class Scorer:
         return self.score_decoded(self.decode_rows(rows, times), times)
 
     def decode_rows(self, rows: Sequence[dict[str, Any]], times: StageTimes | None = None) -> DecodedBatch:
-        """The first half of :meth:`score_rows` (pure, no model: another thread may run it ahead)."""
+        """The first half of :meth:`score_rows`: pure, no model."""
         times = times if times is not None else StageTimes()
         out = [Scored(image_id_of(r), r.get("class_name") or "", int(r.get("label") or 0), r.get("defect_type") or "") for r in rows]
         plane = self.cfg.plane_distance if self.method.needs_xyz else None

@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,24 +39,22 @@ RESULT_SCHEMA = pa.schema(
 )
 
 
-def score_unit(scorer: Scorer, rows: Sequence[dict[str, Any]], batch_size: int, times: StageTimes | None = None,
-               on_batch: Callable[[list[Scored]], None] | None = None, ahead: Executor | None = None,
-               ahead_times: StageTimes | None = None) -> list[Scored]:  # fmt: skip
-    """Score a unit's rows in batches of ``batch_size`` (bounds the feature memory of a big row group);
-    ``on_batch`` gets each scored batch as soon as it is done (the local executor binarises it then).
-    With ``ahead`` (an executor), batch k + 1 is decoded there while batch k is scored; its decode
-    seconds go to ``ahead_times``."""
-    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    out: list[Scored] = []
-    pending: Future | None = None
-    for k, rows_k in enumerate(batches):
-        decoded = pending.result() if pending is not None else scorer.decode_rows(rows_k, times)
-        pending = ahead.submit(scorer.decode_rows, batches[k + 1], ahead_times) if ahead is not None and k + 1 < len(batches) else None
-        batch = scorer.score_decoded(decoded, times)
-        if on_batch is not None:
-            on_batch(batch)
-        out += batch
-    return out
+def batches(rows: Sequence[dict[str, Any]], batch_size: int) -> list[Sequence[dict[str, Any]]]:
+    """A unit's rows in scoring batches of ``batch_size`` (bounds the feature memory of a big row group)."""
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def score_unit(scorer: Scorer, rows: Sequence[dict[str, Any]], batch_size: int, times: StageTimes | None = None) -> list[Scored]:
+    """Score a unit's rows, batch after batch (a Ray scoring actor)."""
+    return [s for b in batches(rows, batch_size) for s in scorer.score_rows(b, times)]
+
+
+def score_and_binarise(scorer: Scorer, rows: Sequence[dict[str, Any]], cfg: EvalConfig) -> tuple[list[Scored], list, StageTimes]:
+    """One batch through both stages' per-image work (a local worker thread): its scored images,
+    their :func:`binarise_all` output and the stage seconds it took."""
+    times = StageTimes()
+    scored = scorer.score_rows(rows, times)
+    return scored, binarise_all(scored, cfg, times), times
 
 
 def binarise_all(scored: Sequence[Scored], cfg: EvalConfig, times: StageTimes | None = None) -> list[tuple[dict[str, np.ndarray], dict]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 
@@ -28,7 +29,12 @@ class Encoder:
             raise ConfigError(f"backbone weights {self.backbone.weights_id} differ from the model's {expect_weights_id}")
         self.prep: Preprocess = self.backbone.preprocess(cfg.resize, cfg.crop, cfg.aspect)
         self.batch_size = batch_size  # images per forward pass
-        self.seconds = 0.0  # spent in forward passes so far (stage timing)
+        self._clock = threading.local()  # forward-pass seconds per calling thread (worker threads share an encoder)
+
+    @property
+    def seconds(self) -> float:
+        """Seconds the calling thread has spent in forward passes so far (stage timing)."""
+        return getattr(self._clock, "seconds", 0.0)
 
     @property
     def weights_id(self) -> str:
@@ -54,5 +60,5 @@ class Encoder:
         out = [self.backbone.extract(self.prep.to_tensor(list(images[i : i + self.batch_size])), to_host=False).features
                for i in range(0, len(images), self.batch_size)]  # fmt: skip
         grids = torch.cat(out) if out else torch.zeros((0,), device=self.device)
-        self.seconds += time.perf_counter() - t0
+        self._clock.seconds = self.seconds + time.perf_counter() - t0
         return grids

@@ -7,6 +7,7 @@ only the 1-channel decision map is upsampled, instead of every D-channel feature
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -20,6 +21,16 @@ from raydist.errors import ConfigError
 from raydist.segment import pseudo_labels as pl
 from raydist.segment.pseudo_labels import pseudo_labels, validate_params
 from raydist.segment.sampling import as_grids, sample_features, upsample
+
+# One SVM per image stops at ``max_iter`` by design (the per-image budget), so liblinear's "failed
+# to converge" would flood every run's log. Filtered once, for that message only: a
+# ``warnings.catch_warnings`` block per fit is not thread-safe (it swaps the process-wide filter
+# list), and the local executor's worker threads fit SVMs side by side.
+warnings.filterwarnings("ignore", message="Liblinear failed to converge", category=ConvergenceWarning)
+# scikit-learn's liblinear draws from one process-wide random generator, seeded at each fit: two
+# fits at once in two threads would draw from each other's sequence, and a mask would depend on
+# thread timing. One fit at a time per process keeps every mask a function of its image alone.
+_LIBLINEAR = threading.Lock()
 
 FALLBACKS = ("empty", "thr")
 INPUTS = ("features", "score")
@@ -163,8 +174,7 @@ class TTT4AS:
             C=self.C, loss=self.loss, class_weight=self.class_weight, dual=True,
             max_iter=self.max_iter, tol=self.tol, random_state=self.seed,
         )  # fmt: skip
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        with _LIBLINEAR:
             svm.fit(x, y)
         w = svm.coef_[0] / scale
         b = float(svm.intercept_[0] - np.dot(svm.coef_[0], mean / scale))
