@@ -393,6 +393,8 @@ def _run(a: argparse.Namespace) -> int:
         return 0
     if a.verb in ("evaluate", "nightly", "segment"):
         cfg = eval_config(a)
+        if a.executor == "ray" and a.workers is not None:
+            raise ConfigError("--workers sizes the local executor; on Ray use --num-actors and --cpus-per-task")
         tracker = _tracker(a)
         version_tags: dict[str, str] = {}
         if a.verb != "segment":
@@ -420,8 +422,6 @@ def _run(a: argparse.Namespace) -> int:
             if a.executor == "ray":
                 from raydist.distributed import evaluate as dist
 
-                if a.workers is not None:
-                    raise ConfigError("--workers sizes the local executor; on Ray use --num-actors and --cpus-per-task")
                 dist.init(a.address, a.num_cpus)
                 report = dist.evaluate(a.data, a.model, a.out, cfg, dist.Resources(a.num_actors, a.gpus_per_actor, a.cpus_per_actor, a.cpus_per_task),
                                        resume=resume, cache_mb=a.cache_mb, on_progress=progress, stall_s=a.stall_timeout)  # fmt: skip

@@ -49,6 +49,7 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
         (["fit", "--coreset-ratio", "0"], "--coreset-ratio must be in (0, 1]"),
         (["evaluate", "--segment", "thr", "--percentile", "95"], "TTT4AS options were given but --segment has no ttt4as"),
         (["evaluate", "--segment", "thr,otsu"], "unknown or no binariser(s) ['otsu']"),
+        (["evaluate", "--executor", "ray", "--workers", "2"], "--workers sizes the local executor"),
     ],
 )
 def test_a_flag_that_does_not_apply_is_refused_not_ignored(tmp_path, capsys, argv, message):
