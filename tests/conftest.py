@@ -9,6 +9,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+if "RAYDIST_OPENVINO_CACHE" not in os.environ:  # converted backbones: per test session, not in the user's home
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["RAYDIST_OPENVINO_CACHE"] = tempfile.mkdtemp(prefix="raydist-openvino-")
+    atexit.register(shutil.rmtree, os.environ["RAYDIST_OPENVINO_CACHE"], True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -98,3 +98,22 @@ def test_evaluate_with_openvino_gives_torch_results(wrn_model_uri, synth_uri, tm
     assert maps["torch"].keys() == maps["openvino"].keys()
     for k, m in maps["torch"].items():
         np.testing.assert_allclose(maps["openvino"][k], m, rtol=1e-4, atol=1e-4 * float(np.abs(m).max()))
+
+
+def test_the_converted_model_is_cached_and_only_reused_for_the_same_module(tmp_path):
+    """Conversion costs ~2 s per scorer: the converted model is kept, keyed by architecture,
+    weights and versions. A second build reads it back (same grids); changed weights convert anew."""
+    from raydist.features.backbones import _CnnGrid
+    from raydist.features.openvino_runtime import OpenVinoGrid
+
+    bb = Backbone("efficientnet_lite0", weights="none", device="cpu")
+    x = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(3))
+    first = OpenVinoGrid(_CnnGrid(bb.model), x, 1, cache_dir=tmp_path)
+    second = OpenVinoGrid(_CnnGrid(bb.model), x, 1, cache_dir=tmp_path)
+    assert not first.from_cache and second.from_cache
+    assert [p.name for p in tmp_path.iterdir()] == [next(tmp_path.iterdir()).name]  # one entry, no temporaries left
+    torch.testing.assert_close(second(x), first(x), rtol=0, atol=0)
+    other = Backbone("efficientnet_lite0", weights="none", device="cpu", seed=1)
+    changed = OpenVinoGrid(_CnnGrid(other.model), x, 1, cache_dir=tmp_path)
+    assert not changed.from_cache and len(list(tmp_path.iterdir())) == 2
+    torch.testing.assert_close(changed(x), other.extract(x).features, rtol=1e-4, atol=1e-4 * float(changed(x).abs().max()))
