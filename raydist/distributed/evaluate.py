@@ -179,7 +179,6 @@ def evaluate(
     (nightly); ``on_progress(progress)`` is called after each unit. The report's ``executor`` says
     on which node each scoring actor ran and how many units each node segmented. Raises
     :class:`StalledError` when no unit finishes (or no scoring actor starts) for ``stall_s``."""
-
     cfg = cfg or EvalConfig()
     res = resources or Resources()
     t0 = time.perf_counter()

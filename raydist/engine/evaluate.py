@@ -144,7 +144,8 @@ def evaluate(
     does, so the two executors' numbers are identical. Independent single-threaded pipelines use
     the CPUs better than one pipeline of multi-threaded operations: decoding, liblinear and PNG
     encoding release the GIL, and no thread waits at another's barrier (bottle, THR + TTT4AS, 2
-    CPUs: ~24 -> ~29 images/s once the scorer is built). Workers share one scorer (one backbone,
+    CPUs, once the scorer is built, medians of 6 interleaved runs: 23.9 -> 25.9 images/s against
+    one two-threaded scoring thread with a binarising thread beside it). Workers share one scorer (one backbone,
     one set of resident banks). This thread writes each unit while the workers score the next
     one, so at most two units are held.
     """

@@ -74,9 +74,9 @@ class Scorer:
     """One encoder and an LRU of fitted detectors, scoring batches of dataset rows.
 
     One per process (or per Ray actor; the local executor's worker threads share one): the
-    backbone is built once; detectors load on first use and stay resident (PatchCore banks on the encoder's device) until the detectors held exceed
-    ``cache_mb``, when the least recently used go, by bytes rather than count: one class's bank
-    can be a hundred times another's.
+    backbone is built once; detectors load on first use and stay resident (PatchCore banks on the
+    encoder's device) until the detectors held exceed ``cache_mb``, when the least recently used
+    go, by bytes rather than count: one class's bank can be a hundred times another's.
     """
 
     def __init__(self, model_uri: str, cfg: EvalConfig | None = None, device: str | None = None, cache_mb: float = DEFAULT_CACHE_MB,

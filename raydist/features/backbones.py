@@ -112,7 +112,11 @@ def file_sha(path: str | os.PathLike) -> str:
 
 
 class Backbone(nn.Module):
-    """A frozen timm model returning PatchCore-style feature grids."""
+    """A frozen timm model returning PatchCore-style feature grids.
+
+    ``runtime="openvino"`` runs a CNN's forward pass (and its grid head) with OpenVINO on the CPU
+    (see :mod:`raydist.features.openvino_runtime`); the torch model stays the reference.
+    """
 
     def __init__(
         self,
@@ -165,7 +169,7 @@ class Backbone(nn.Module):
         self._openvino = None
         if runtime == "openvino":
             if spec.kind != "cnn" or self.device.type != "cpu":
-                raise ConfigError(f"--backbone-runtime openvino runs CNN backbones on the CPU; {name} on {self.device.type} runs on torch")
+                raise ConfigError(f"--backbone-runtime openvino runs CNN backbones on the CPU; {name} ({spec.kind}) on {self.device.type}: use torch")
             from raydist.features.openvino_runtime import OpenVinoGrid
 
             self._openvino = OpenVinoGrid(_CnnGrid(self.model), torch.zeros(1, 3, 224, 224), torch.get_num_threads())
