@@ -164,6 +164,7 @@ def test_runtime_env_is_generated_from_pyproject_and_cannot_drift():
     pip = yaml.safe_load(text)["pip"]
     names = {runtime_env._name(r) for r in pip}
     project = __import__("tomllib").loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {runtime_env._name(r) for r in project["dependencies"] + project["optional-dependencies"]["pretrained"]} - {"ray"}
-    assert names == wanted and "open3d" in names
+    extras = project["optional-dependencies"]["pretrained"] + project["optional-dependencies"]["openvino"]
+    wanted = {runtime_env._name(r) for r in project["dependencies"] + extras} - {"ray"}
+    assert names == wanted and "open3d" in names and "openvino" in names
     assert all("==" in r for r in pip)  # every one pinned to what CI installed
