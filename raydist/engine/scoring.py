@@ -61,15 +61,6 @@ def state_nbytes(det: Detector) -> int:
     return int(sum(np.asarray(t).nbytes for t in det.state()[1].values()))
 
 
-@dataclass
-class DecodedBatch:
-    """A batch between decoding and scoring: its results so far (row errors set) and its decoded
-    rows grouped by the unit whose detector scores them."""
-
-    out: list[Scored]
-    groups: dict[str, list[tuple[int, Decoded]]]
-
-
 class Scorer:
     """One encoder and an LRU of fitted detectors, scoring batches of dataset rows.
 
@@ -133,10 +124,6 @@ class Scorer:
     def score_rows(self, rows: Sequence[dict[str, Any]], times: StageTimes | None = None) -> list[Scored]:
         """Score a batch; a bad row becomes a :class:`Scored` with ``error`` set, never an exception.
         Stage seconds are added to ``times`` when given (see :mod:`raydist.timing`)."""
-        return self.score_decoded(self.decode_rows(rows, times), times)
-
-    def decode_rows(self, rows: Sequence[dict[str, Any]], times: StageTimes | None = None) -> DecodedBatch:
-        """The first half of :meth:`score_rows`: pure, no model."""
         times = times if times is not None else StageTimes()
         out = [Scored(image_id_of(r), r.get("class_name") or "", int(r.get("label") or 0), r.get("defect_type") or "") for r in rows]
         plane = self.cfg.plane_distance if self.method.needs_xyz else None
@@ -150,12 +137,6 @@ class Scorer:
                 groups.setdefault(unit, []).append((i, decoded))  # only once decoded: a group is never empty
             except RowError as e:
                 out[i].error = str(e)
-        return DecodedBatch(out, groups)
-
-    def score_decoded(self, decoded: DecodedBatch, times: StageTimes | None = None) -> list[Scored]:
-        """The second half of :meth:`score_rows`: features, detector, THR."""
-        times = times if times is not None else StageTimes()
-        out, groups = decoded.out, decoded.groups
         for unit, items in groups.items():
             with times("load_detector"):
                 det = self.detector(unit)
