@@ -52,10 +52,7 @@ def decode_row(
         if raw is None:
             raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
         # NaN = no point throughout (nearest resizing carries NaN over as it is)
-        if plane_fit == "full":
-            xyz = prep.xyz(remove_plane(raw, plane_distance, image_id=image_id))
-        else:
-            xyz = remove_plane(prep.xyz(raw), plane_distance, image_id=image_id)
+        xyz = remove_plane(prep.xyz(raw), plane_distance, image_id=image_id, fit_on=raw if plane_fit == "full" else None)
     label, defect = int(row.get("label") or 0), row.get("defect_type") or ""
     return Decoded(image_id, row["class_name"], label, defect, prep.image(img), prep.mask(gt), xyz, tuple(img.shape[:2]))
 

@@ -78,3 +78,19 @@ def test_plane_removed_before_or_after_resizing(plane_fit):
     small_bump = bump[::2, ::2]
     assert kept[small_bump].mean() > 0.95 and kept[~small_bump].mean() < 0.02
     assert not (out[kept] == 0).all(axis=1).any()  # no point is left as zeros: NaN marks "no point"
+
+
+def test_plane_fitted_at_full_resolution_removed_after_resizing_equals_removed_before():
+    """decode_row removes the plane from the resized cloud (fitted on the stored one's border):
+    the same points as removing it at full resolution and resizing, since both steps are per pixel."""
+    from raydist.features.preprocess import Preprocess
+
+    xyz, _ = plane_with_bump(240)
+    rng = np.random.default_rng(0)
+    xyz = xyz + rng.normal(0, 0.002, xyz.shape).astype(np.float32)  # some plane points fall outside the 5 mm band
+    xyz[rng.random(xyz.shape[:2]) < 0.05] = 0  # MVTec 3D-AD's "no point"
+    prep = Preprocess(96, 80)  # resize and crop: both pick pixels
+    before = prep.xyz(remove_plane(xyz, 0.005))
+    after = remove_plane(prep.xyz(xyz), 0.005, fit_on=xyz)
+    np.testing.assert_array_equal(before, after)
+    assert 0.02 < np.isfinite(after).all(axis=2).mean() < 0.2  # the bump (~4% of the frame) and a few noisy plane points
