@@ -16,8 +16,8 @@ from raydist.pointcloud.sampling import farthest_point_sampling, group, interpol
 
 
 class FPFH:
-    """Fast Point Feature Histograms, 33 dims per point: open3d's normals, and open3d's FPFH
-    computed by :func:`raydist.pointcloud.fpfh.fpfh` (equal features, on all the caller's threads).
+    """Fast Point Feature Histograms, 33 dims per point: open3d's normals and FPFH, computed by
+    :func:`raydist.pointcloud.fpfh.normals_and_fpfh` on the caller's torch threads.
 
     Radii are multiples of the cloud's median nearest-neighbour spacing (normals: 3x with max_nn
     30, FPFH: 6x with max_nn 100), so the same settings work in metres or millimetres and at any
@@ -50,7 +50,7 @@ class FPFH:
     def _image(self, xyz: np.ndarray, image_id: str) -> torch.Tensor:
         import open3d as o3d
 
-        from raydist.pointcloud.fpfh import fpfh
+        from raydist.pointcloud.fpfh import normals_and_fpfh
 
         valid = valid_mask(xyz)
         if valid.sum() < 10:
@@ -58,11 +58,7 @@ class FPFH:
         pts = xyz[valid].astype(np.float64)
         spacing = float(np.median(np.asarray(o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts)).compute_nearest_neighbor_distance())))
         spacing = max(spacing, 1e-9)
-        # open3d's tensor normals use every core (legacy: one); same signs as the legacy ones, directions
-        # within 7e-5 (measured on cable_gland), which moves ~5-12% of histograms by a bin crossing
-        cloud = o3d.t.geometry.PointCloud(o3d.core.Tensor(pts))
-        cloud.estimate_normals(max_nn=30, radius=self.normal_factor * spacing)
-        f = fpfh(pts, cloud.point.normals.numpy(), self.feature_factor * spacing, self.max_nn, threads=torch.get_num_threads())
+        _, f = normals_and_fpfh(pts, self.normal_factor * spacing, self.feature_factor * spacing, 30, self.max_nn, threads=torch.get_num_threads())
         return to_image(valid, torch.from_numpy(f.astype(np.float32)))  # (P, 33) -> (33, H, W)
 
 

@@ -87,7 +87,7 @@ def _neighbours(lo, hi, xs, ys, zs, keys, order, dims, r2, max_nn, idx, d2, cnt)
             dd[u] = ex * ex + ey * ey + ez * ez
         m = 0
         for u in range(nc):
-            if dd[u] <= r2:
+            if dd[u] < r2:
                 dbuf[m] = dd[u]
                 jbuf[m] = cj[u]
                 m += 1
@@ -99,6 +99,165 @@ def _neighbours(lo, hi, xs, ys, zs, keys, order, dims, r2, max_nn, idx, d2, cnt)
         for u in range(m):
             idx[i, u] = jbuf[u]
             d2[i, u] = dbuf[u]
+
+
+@njit(nogil=True, cache=True)
+def _dot(a, b):
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+@njit(nogil=True, cache=True)
+def _cross(a, b):
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+
+
+@njit(nogil=True, cache=True)
+def _matvec(a, u):  # a symmetric: rows as open3d writes them
+    return np.array([a[0, 0] * u[0] + a[0, 1] * u[1] + a[0, 2] * u[2],
+                     a[0, 1] * u[0] + a[1, 1] * u[1] + a[1, 2] * u[2],
+                     a[0, 2] * u[0] + a[1, 2] * u[1] + a[2, 2] * u[2]])  # fmt: skip
+
+
+@njit(nogil=True, cache=True)
+def _eigenvector0(a, ev):  # pragma: no cover - compiled
+    """Eigenvector of the symmetric 3 x 3 ``a`` for the simple eigenvalue ``ev`` (cross products of rows)."""
+    r0 = np.array([a[0, 0] - ev, a[0, 1], a[0, 2]])
+    r1 = np.array([a[0, 1], a[1, 1] - ev, a[1, 2]])
+    r2 = np.array([a[0, 2], a[1, 2], a[2, 2] - ev])
+    c01, c02, c12 = _cross(r0, r1), _cross(r0, r2), _cross(r1, r2)
+    d0, d1, d2 = _dot(c01, c01), _dot(c02, c02), _dot(c12, c12)
+    if d1 > d0 and d1 >= d2:
+        return c02 / math.sqrt(d1)
+    if d2 > d0 and d2 > d1:
+        return c12 / math.sqrt(d2)
+    return c01 / math.sqrt(d0)
+
+
+@njit(nogil=True, cache=True)
+def _eigenvector1(a, e0, ev):  # pragma: no cover - compiled
+    """Eigenvector for ``ev`` orthogonal to the eigenvector ``e0`` (a 2 x 2 problem in its complement)."""
+    if abs(e0[0]) > abs(e0[1]):
+        inv = 1.0 / math.sqrt(e0[0] * e0[0] + e0[2] * e0[2])
+        u = np.array([-e0[2] * inv, 0.0, e0[0] * inv])
+    else:
+        inv = 1.0 / math.sqrt(e0[1] * e0[1] + e0[2] * e0[2])
+        u = np.array([0.0, e0[2] * inv, -e0[1] * inv])
+    v = _cross(e0, u)
+    au, av = _matvec(a, u), _matvec(a, v)
+    m00, m01, m11 = _dot(u, au) - ev, _dot(u, av), _dot(v, av) - ev
+    if abs(m00) >= abs(m11):
+        if max(abs(m00), abs(m01)) <= 0.0:
+            return u
+        if abs(m00) >= abs(m01):
+            m01 /= m00
+            m00 = 1.0 / math.sqrt(1.0 + m01 * m01)
+            m01 *= m00
+        else:
+            m00 /= m01
+            m01 = 1.0 / math.sqrt(1.0 + m00 * m00)
+            m00 *= m01
+        return m01 * u - m00 * v
+    if max(abs(m11), abs(m01)) <= 0.0:
+        return u
+    if abs(m11) >= abs(m01):
+        m01 /= m11
+        m11 = 1.0 / math.sqrt(1.0 + m01 * m01)
+        m01 *= m11
+    else:
+        m11 /= m01
+        m01 = 1.0 / math.sqrt(1.0 + m11 * m11)
+        m11 *= m01
+    return m11 * u - m01 * v
+
+
+@njit(nogil=True, cache=True)
+def _smallest_eigenvector(cov):  # pragma: no cover - compiled
+    """open3d's ``FastEigen3x3``: the robust closed form of Eberly's "A Robust Eigensolver for 3 x 3
+    Symmetric Matrices", with its sign conventions, so normals (and so FPFH) match open3d's."""
+    scale = cov.max()
+    if scale == 0.0:
+        return np.zeros(3)
+    a = cov / scale
+    off = a[0, 1] * a[0, 1] + a[0, 2] * a[0, 2] + a[1, 2] * a[1, 2]
+    if off <= 0.0:  # diagonal
+        if a[0, 0] < a[1, 1] and a[0, 0] < a[2, 2]:
+            return np.array([1.0, 0.0, 0.0])
+        if a[1, 1] < a[0, 0] and a[1, 1] < a[2, 2]:
+            return np.array([0.0, 1.0, 0.0])
+        return np.array([0.0, 0.0, 1.0])
+    q = (a[0, 0] + a[1, 1] + a[2, 2]) / 3
+    b00, b11, b22 = a[0, 0] - q, a[1, 1] - q, a[2, 2] - q
+    p = math.sqrt((b00 * b00 + b11 * b11 + b22 * b22 + off * 2) / 6)
+    c00 = b11 * b22 - a[1, 2] * a[1, 2]
+    c01 = a[0, 1] * b22 - a[1, 2] * a[0, 2]
+    c02 = a[0, 1] * a[1, 2] - b11 * a[0, 2]
+    half_det = min(max((b00 * c00 - a[0, 1] * c01 + a[0, 2] * c02) / (p * p * p) * 0.5, -1.0), 1.0)
+    angle = math.acos(half_det) / 3.0
+    beta2 = math.cos(angle) * 2
+    beta0 = math.cos(angle + 2.09439510239319549) * 2
+    beta1 = -(beta0 + beta2)
+    e0, e1, e2 = q + p * beta0, q + p * beta1, q + p * beta2
+    if half_det >= 0:
+        v2 = _eigenvector0(a, e2)
+        if e2 < e0 and e2 < e1:
+            return v2
+        v1 = _eigenvector1(a, v2, e1)
+        if e1 < e0 and e1 < e2:
+            return v1
+        return _cross(v1, v2)
+    v0 = _eigenvector0(a, e0)
+    if e0 < e1 and e0 < e2:
+        return v0
+    v1 = _eigenvector1(a, v0, e1)
+    if e1 < e0 and e1 < e2:
+        return v1
+    return _cross(v0, v1)
+
+
+@njit(nogil=True, cache=True)
+def _normals(lo, hi, pts, idx, d2, cnt, r2, max_nn, out):  # pragma: no cover - compiled
+    """open3d's ``EstimateNormals``: the covariance of the ``max_nn`` nearest within the radius
+    (identity below 3 points), its smallest eigenvector, (0, 0, 1) where that is zero."""
+    dbuf = np.empty(idx.shape[1])
+    jbuf = np.empty(idx.shape[1], dtype=np.int64)
+    cov = np.empty((3, 3))
+    for i in range(lo, hi):
+        m = 0
+        for t in range(cnt[i]):
+            if d2[i, t] < r2:
+                dbuf[m] = d2[i, t]
+                jbuf[m] = idx[i, t]
+                m += 1
+        if m > max_nn:
+            _nth_smallest(dbuf, jbuf, m, max_nn)
+            m = max_nn
+        if m < 3:
+            cov[:] = 0.0
+            cov[0, 0] = cov[1, 1] = cov[2, 2] = 1.0
+        else:
+            sx = sy = sz = sxx = sxy = sxz = syy = syz = szz = 0.0
+            for t in range(m):
+                x, y, z = pts[jbuf[t], 0], pts[jbuf[t], 1], pts[jbuf[t], 2]
+                sx += x
+                sy += y
+                sz += z
+                sxx += x * x
+                sxy += x * y
+                sxz += x * z
+                syy += y * y
+                syz += y * z
+                szz += z * z
+            sx, sy, sz, sxx, sxy, sxz, syy, syz, szz = sx / m, sy / m, sz / m, sxx / m, sxy / m, sxz / m, syy / m, syz / m, szz / m
+            cov[0, 0] = sxx - sx * sx
+            cov[1, 1] = syy - sy * sy
+            cov[2, 2] = szz - sz * sz
+            cov[0, 1] = cov[1, 0] = sxy - sx * sy
+            cov[0, 2] = cov[2, 0] = sxz - sx * sz
+            cov[1, 2] = cov[2, 1] = syz - sy * sz
+        n = _smallest_eigenvector(cov)
+        if n[0] == 0.0 and n[1] == 0.0 and n[2] == 0.0:
+            n[2] = 1.0
+        out[i, 0], out[i, 1], out[i, 2] = n[0], n[1], n[2]
 
 
 @njit(nogil=True, cache=True)
@@ -232,11 +391,29 @@ def radius_neighbours(pts: np.ndarray, radius: float, max_nn: int, threads: int 
     return idx, d2, cnt
 
 
+def normals_and_fpfh(
+    pts: np.ndarray, normal_radius: float, radius: float, normal_max_nn: int = 30, max_nn: int = 100, threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """open3d's ``estimate_normals`` then ``compute_fpfh_feature`` (hybrid searches with these radii
+    and caps), sharing one neighbour search: the normals' neighbourhood is the first part of the
+    FPFH's when ``normal_radius <= radius`` and ``normal_max_nn <= max_nn``."""
+    if normal_radius > radius or normal_max_nn > max_nn:
+        raise ValueError("the normals' neighbourhood must lie within the histograms' one")
+    pts = np.ascontiguousarray(pts, dtype=np.float64)
+    idx, d2, cnt = radius_neighbours(pts, radius, max_nn, threads)
+    normals = np.empty_like(pts)
+    _split(_normals, len(pts), threads, pts, idx, d2, cnt, normal_radius * normal_radius, normal_max_nn, normals)
+    return normals, _histograms(pts, normals, idx, d2, cnt, threads)
+
+
 def fpfh(pts: np.ndarray, normals: np.ndarray, radius: float, max_nn: int = 100, threads: int = 1) -> np.ndarray:
     """(N, 33) FPFH of points with their normals, over the ``max_nn`` nearest within ``radius``."""
     pts = np.ascontiguousarray(pts, dtype=np.float64)
-    normals = np.ascontiguousarray(normals, dtype=np.float64)
     idx, d2, cnt = radius_neighbours(pts, radius, max_nn, threads)
+    return _histograms(pts, np.ascontiguousarray(normals, dtype=np.float64), idx, d2, cnt, threads)
+
+
+def _histograms(pts, normals, idx, d2, cnt, threads: int) -> np.ndarray:
     n = len(pts)
     spfh = np.zeros((n, DIM))
     _split(_spfh, n, threads, pts, normals, idx, cnt, spfh)
