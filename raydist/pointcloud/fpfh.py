@@ -377,6 +377,8 @@ def radius_neighbours(pts: np.ndarray, radius: float, max_nn: int, threads: int 
     """
     pts = np.ascontiguousarray(pts, dtype=np.float64)
     n = len(pts)
+    if n == 0:
+        return np.zeros((0, max_nn), dtype=np.int64), np.zeros((0, max_nn)), np.zeros(0, dtype=np.int64)
     lo = pts.min(0)
     cell = max(radius, float((pts.max(0) - lo).max()) / _MAX_CELLS_PER_AXIS, 1e-300)
     cells = np.floor((pts - lo) / cell).astype(np.int64) + 1  # +1: the -1 neighbour of cell 0 stays >= 0

@@ -121,3 +121,8 @@ def test_normals_of_degenerate_neighbourhoods_follow_open3d():
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=0.05, max_nn=30))
     np.testing.assert_allclose(normals, np.asarray(pcd.normals), atol=1e-9)
     np.testing.assert_array_equal(normals[8:], [[0, 0, 1], [0, 0, 1]])
+
+
+def test_empty_cloud_gives_empty_features():
+    normals, feats = normals_and_fpfh(np.zeros((0, 3)), 0.01, 0.02)
+    assert normals.shape == (0, 3) and feats.shape == (0, 33)
