@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from raydist.data.dataset import iter_batches
-from raydist.engine.rows import INPUT_COLUMNS
 from raydist.engine.scoring import Scored, Scorer
 from raydist.metrics.aupro import aupro
 from raydist.metrics.binary import confusion, prf_from_counts
@@ -50,7 +49,7 @@ def score_split(
     scorer = Scorer(model_uri)
     images: list[Scored] = []
     spent: list[float] = []
-    for batch in iter_batches(data_uri, classes, ["test"], INPUT_COLUMNS, 1):
+    for batch in iter_batches(data_uri, classes, ["test"], scorer.columns, 1):
         rows = [r for r in batch.to_pylist() if not anomalous_only or r["label"] == 1]
         if not rows:
             continue

@@ -21,7 +21,6 @@ import ray
 from raydist.config import STALL_TIMEOUT_S, EvalConfig
 from raydist.engine import results
 from raydist.engine.evaluate import finish, plan
-from raydist.engine.rows import INPUT_COLUMNS
 from raydist.engine.scoring import DEFAULT_CACHE_MB, Scored, Scorer
 from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
@@ -140,7 +139,7 @@ class ScoringActor:
     def score_unit(self, unit: Unit) -> tuple[list[Scored], dict[str, float]]:
         times, self.times = self.times, StageTimes()
         with times("read"):
-            rows = read_unit(unit, self.data_uri, INPUT_COLUMNS, self.storage_options)
+            rows = read_unit(unit, self.data_uri, self.scorer.columns, self.storage_options)
         return score_unit(self.scorer, rows, self.cfg.batch_size, times), times
 
     def node(self) -> str:

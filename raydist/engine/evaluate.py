@@ -18,7 +18,6 @@ from typing import Any
 from raydist.config import EvalConfig, ModelConfig
 from raydist.data.dataset import duplicate_ids
 from raydist.engine import results
-from raydist.engine.rows import INPUT_COLUMNS
 from raydist.engine.scoring import DEFAULT_CACHE_MB, Scorer
 from raydist.engine.stages import batches, score_and_binarise, segment_unit
 from raydist.engine.units import Unit, list_units, read_unit, run_key
@@ -182,7 +181,7 @@ def evaluate(
             held: tuple[Unit, list[Future]] | None = None
             for unit in p.todo:
                 with times("read"):
-                    rows = read_unit(unit, data_uri, INPUT_COLUMNS, storage_options)
+                    rows = read_unit(unit, data_uri, scorer.columns, storage_options)
                 jobs = [pool.submit(score_and_binarise, scorer, b, cfg) for b in batches(rows, cfg.batch_size)]
                 if held is not None:
                     write(*held)

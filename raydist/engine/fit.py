@@ -16,7 +16,7 @@ from typing import Any
 
 from raydist.config import ModelConfig
 from raydist.data.dataset import iter_batches, list_partitions
-from raydist.engine.rows import INPUT_COLUMNS, Decoded, decode_row
+from raydist.engine.rows import Decoded, decode_row, input_columns
 from raydist.engine.units import file_fingerprint, partitions_fingerprint
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
@@ -68,7 +68,7 @@ def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: Mo
     """The unit's nominal rows of one split, decoded; a bad row is recorded in ``skipped``, never fatal."""
     plane = cfg.plane_distance if detector_class(cfg.method).needs_xyz else None
     out = []
-    for batch in iter_batches(data_uri, list(unit.classes), [split], INPUT_COLUMNS, 32, storage_options):
+    for batch in iter_batches(data_uri, list(unit.classes), [split], input_columns(plane is not None), 32, storage_options):
         for r in batch.to_pylist():
             if int(r.get("label") or 0) != 0:
                 continue  # detectors and THR learn from nominal images only

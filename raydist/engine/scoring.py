@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from raydist.config import EvalConfig, ModelConfig
-from raydist.engine.rows import Decoded, check_duplicate, decode_row, image_id_of
+from raydist.engine.rows import Decoded, check_duplicate, decode_row, image_id_of, input_columns
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
 from raydist.methods import Detector, detector_class
@@ -111,6 +111,11 @@ class Scorer:
             while len(self._detectors) > 1 and self.cached_bytes > self.cache_bytes:  # the one just asked for always stays
                 self._detectors.popitem(last=False)
             return det
+
+    @property
+    def columns(self) -> list[str]:
+        """The input columns this model's rows need (no point cloud for RGB-only methods)."""
+        return input_columns(self.method.needs_xyz)
 
     @property
     def cached_bytes(self) -> int:

@@ -23,3 +23,12 @@ def test_detectors_are_evicted_by_bytes_least_recently_used_first(wrn_model_uri)
     tiny.detector("blobs")
     tiny.detector("checker")
     assert tiny.cached_units == ["checker"]
+
+
+def test_only_multimodal_models_read_the_point_cloud(wrn_model_uri):
+    """An 800-px cloud is 7.7 MB per row: RGB-only models never read the column."""
+    from raydist.engine.rows import INPUT_COLUMNS, input_columns
+    from raydist.methods import detector_class
+
+    assert "xyz" not in Scorer(wrn_model_uri).columns
+    assert input_columns(detector_class("cfm").needs_xyz) == INPUT_COLUMNS
