@@ -145,29 +145,24 @@ def _eigenvector1(a, e0, ev):  # pragma: no cover - compiled
     v = _cross(e0, u)
     au, av = _matvec(a, u), _matvec(a, v)
     m00, m01, m11 = _dot(u, au) - ev, _dot(u, av), _dot(v, av) - ev
-    if abs(m00) >= abs(m11):
-        if max(abs(m00), abs(m01)) <= 0.0:
-            return u
-        if abs(m00) >= abs(m01):
-            m01 /= m00
-            m00 = 1.0 / math.sqrt(1.0 + m01 * m01)
-            m01 *= m00
-        else:
-            m00 /= m01
-            m01 = 1.0 / math.sqrt(1.0 + m00 * m00)
-            m00 *= m01
-        return m01 * u - m00 * v
-    if max(abs(m11), abs(m01)) <= 0.0:
+    # the null vector of the 2 x 2 [[m00, m01], [m01, m11]] from its larger row
+    big, small = (m00, m01) if abs(m00) >= abs(m11) else (m11, m01)
+    if max(abs(big), abs(small)) <= 0.0:
         return u
-    if abs(m11) >= abs(m01):
-        m01 /= m11
-        m11 = 1.0 / math.sqrt(1.0 + m01 * m01)
-        m01 *= m11
-    else:
-        m11 /= m01
-        m01 = 1.0 / math.sqrt(1.0 + m11 * m11)
-        m11 *= m01
-    return m11 * u - m01 * v
+    big, small = _unit(big, small)
+    return small * u - big * v if abs(m00) >= abs(m11) else big * u - small * v
+
+
+@njit(nogil=True, cache=True)
+def _unit(a, b):  # pragma: no cover - compiled
+    """(a, b) scaled to unit length by dividing by the larger (open3d's way: its sign goes)."""
+    if abs(a) >= abs(b):
+        b /= a
+        a = 1.0 / math.sqrt(1.0 + b * b)
+        return a, b * a
+    a /= b
+    b = 1.0 / math.sqrt(1.0 + a * a)
+    return a * b, b
 
 
 @njit(nogil=True, cache=True)
@@ -197,21 +192,15 @@ def _smallest_eigenvector(cov):  # pragma: no cover - compiled
     beta0 = math.cos(angle + 2.09439510239319549) * 2
     beta1 = -(beta0 + beta2)
     e0, e1, e2 = q + p * beta0, q + p * beta1, q + p * beta2
-    if half_det >= 0:
-        v2 = _eigenvector0(a, e2)
-        if e2 < e0 and e2 < e1:
-            return v2
-        v1 = _eigenvector1(a, v2, e1)
-        if e1 < e0 and e1 < e2:
-            return v1
-        return _cross(v1, v2)
-    v0 = _eigenvector0(a, e0)
-    if e0 < e1 and e0 < e2:
-        return v0
-    v1 = _eigenvector1(a, v0, e1)
+    # start from the eigenvalue that is well separated (Eberly), then the middle one, then their cross
+    first, other = (e2, e0) if half_det >= 0 else (e0, e2)
+    vf = _eigenvector0(a, first)
+    if first < other and first < e1:
+        return vf
+    v1 = _eigenvector1(a, vf, e1)
     if e1 < e0 and e1 < e2:
         return v1
-    return _cross(v0, v1)
+    return _cross(v1, vf) if half_det >= 0 else _cross(vf, v1)
 
 
 @njit(nogil=True, cache=True)
@@ -292,6 +281,7 @@ def _angle_bin(y: float, x: float) -> int:
 
 @njit(nogil=True, cache=True)
 def _spfh(lo, hi, pts, nrm, idx, cnt, out):  # pragma: no cover - compiled
+    """Each point's three 11-bin histograms of its pair features, each summing to 100."""
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
@@ -336,6 +326,7 @@ def _spfh(lo, hi, pts, nrm, idx, cnt, out):  # pragma: no cover - compiled
 
 @njit(nogil=True, cache=True)
 def _fpfh(lo, hi, spfh, idx, d2, cnt, out):  # pragma: no cover - compiled
+    """SPFH + the neighbours' SPFH weighted by 1 / squared distance, re-normalised to 100 each."""
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
