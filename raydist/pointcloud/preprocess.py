@@ -7,9 +7,19 @@ keeps a large object from being taken for the plane.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from raydist.errors import InvalidPointCloudError
+
+# open3d's RANSAC plane fit (one process-wide generator, seeded by ``o3d.utility.random.seed``)
+# samples its iterations on parallel threads and by default stops early once a plane is likely
+# enough: which samples it saw then depends on timing (measured: under load, 1-2 of 20 fits of a
+# noisy plane off by ~1,000-6,500 of 25,600 points). ``probability=1.0`` runs every iteration, so
+# the same samples are drawn whatever the timing; the lock keeps two threads' seeding and drawing
+# apart. A fit of a border ring takes ~2 ms.
+_RANSAC = threading.Lock()
 
 
 def valid_mask(xyz: np.ndarray) -> np.ndarray:
@@ -43,8 +53,9 @@ def remove_plane(
     if len(pts) < ransac_n:
         pts = src[valid]  # no border points: fall back to all points
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts.astype(np.float64)))
-    o3d.utility.random.seed(seed)
-    (a, b, c, d), _ = pcd.segment_plane(distance_threshold=distance, ransac_n=ransac_n, num_iterations=iterations)
+    with _RANSAC:
+        o3d.utility.random.seed(seed)
+        (a, b, c, d), _ = pcd.segment_plane(distance_threshold=distance, ransac_n=ransac_n, num_iterations=iterations, probability=1.0)
     norm = float(np.sqrt(a * a + b * b + c * c))
     xyz = np.array(xyz, dtype=np.float32, copy=True)
     dist = np.abs(xyz[..., 0] * a + xyz[..., 1] * b + xyz[..., 2] * c + d) / norm
