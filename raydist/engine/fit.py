@@ -11,11 +11,8 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
-
-import torch
 
 from raydist.config import ModelConfig
 from raydist.data.dataset import iter_batches, list_partitions
@@ -68,28 +65,17 @@ def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None
 
 
 def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: ModelConfig, skipped: list[str], storage_options=None) -> list[Decoded]:
-    """The unit's nominal rows of one split, decoded; a bad row is recorded in ``skipped``, never fatal.
-
-    Rows are decoded on as many threads as the fit's torch threads (PIL's decoders release the
-    GIL; the rows keep their order), so decoding no longer runs on one core while the other idles.
-    """
+    """The unit's nominal rows of one split, decoded; a bad row is recorded in ``skipped``, never fatal."""
     plane = cfg.plane_distance if detector_class(cfg.method).needs_xyz else None
-
-    def decode(r: dict[str, Any]) -> Decoded | RowError:
-        try:
-            return decode_row(r, encoder.prep, plane_distance=plane, plane_fit=cfg.plane_fit)
-        except RowError as e:
-            return e
-
     out = []
-    with ThreadPoolExecutor(max(1, torch.get_num_threads()), "raydist-decode") as pool:
-        for batch in iter_batches(data_uri, list(unit.classes), [split], input_columns(plane is not None), 32, storage_options):
-            nominal = [r for r in batch.to_pylist() if int(r.get("label") or 0) == 0]  # detectors and THR learn from nominal images only
-            for d in pool.map(decode, nominal):
-                if isinstance(d, RowError):
-                    skipped.append(str(d))
-                else:
-                    out.append(d)
+    for batch in iter_batches(data_uri, list(unit.classes), [split], input_columns(plane is not None), 32, storage_options):
+        for r in batch.to_pylist():
+            if int(r.get("label") or 0) != 0:
+                continue  # detectors and THR learn from nominal images only
+            try:
+                out.append(decode_row(r, encoder.prep, plane_distance=plane, plane_fit=cfg.plane_fit))
+            except RowError as e:
+                skipped.append(str(e))
     return out
 
 
