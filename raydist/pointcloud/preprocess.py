@@ -18,7 +18,7 @@ from raydist.errors import InvalidPointCloudError
 # enough: which samples it saw then depends on timing (measured: under load, 1-2 of 20 fits of a
 # noisy plane off by ~1,000-6,500 of 25,600 points). ``probability=1.0`` runs every iteration, so
 # the same samples are drawn whatever the timing; the lock keeps two threads' seeding and drawing
-# apart. A fit of a border ring takes ~2 ms.
+# apart. A fit of a border ring takes ~0.4 ms (cable_gland, 7.6k points), with or without early stop.
 _RANSAC = threading.Lock()
 
 
