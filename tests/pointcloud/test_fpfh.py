@@ -60,9 +60,9 @@ def test_fpfh_equals_open3d(part):
 @pytest.mark.parametrize("part", [real_part, generated_part], ids=["cable_gland", "generated"])
 def test_normals_and_fpfh_equal_open3d(part):
     """open3d's normals (its closed-form eigensolver, signs included) to 1e-9, and so its FPFH,
-    except where a pair's theta sits at +-pi: open3d's normals point either way, so on flat patches
-    neighbours can be anti-parallel, and the sign of a 1e-17 rounding then flips a histogram count
-    between bins 0 and 10 (measured on cable_gland: 0-53 of 7-8k points; generated: 0-1 of 13k)."""
+    except where normals ~1e-13 apart move a pair feature across a bin edge (measured on
+    cable_gland: 0-53 of 7-8k points; generated: 0-1 of 13k; most likely theta at +-pi, where
+    open3d's either-way normals make flat-patch neighbours anti-parallel)."""
     pts = part()
     ref, ref_normals, radius = open3d_fpfh(pts)
     normals, ours = normals_and_fpfh(pts, radius / 2, radius, 30, 100, threads=2)
