@@ -66,9 +66,10 @@ def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None
 
 def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: ModelConfig, skipped: list[str], storage_options=None) -> list[Decoded]:
     """The unit's nominal rows of one split, decoded; a bad row is recorded in ``skipped``, never fatal."""
-    plane = cfg.plane_distance if detector_class(cfg.method).needs_xyz else None
+    needs_xyz = detector_class(cfg.method).needs_xyz
+    plane = cfg.plane_distance if needs_xyz else None
     out = []
-    for batch in iter_batches(data_uri, list(unit.classes), [split], input_columns(plane is not None), 32, storage_options):
+    for batch in iter_batches(data_uri, list(unit.classes), [split], input_columns(needs_xyz), 32, storage_options):
         for r in batch.to_pylist():
             if int(r.get("label") or 0) != 0:
                 continue  # detectors and THR learn from nominal images only

@@ -56,6 +56,23 @@ def _nth_smallest(d: np.ndarray, j: np.ndarray, m: int, k: int) -> None:
 
 
 @njit(nogil=True, cache=True)
+def _nearest_within(d, j, r2, max_nn, dbuf, jbuf) -> int:  # pragma: no cover - compiled
+    """Copy the entries of ``d`` (squared distances, with ids ``j``) below ``r2`` into the buffers,
+    keep the ``max_nn`` smallest (in no order) and return how many: open3d's hybrid search
+    (its k nearest, then a strict radius cut)."""
+    m = 0
+    for u in range(len(d)):
+        if d[u] < r2:
+            dbuf[m] = d[u]
+            jbuf[m] = j[u]
+            m += 1
+    if m > max_nn:
+        _nth_smallest(dbuf, jbuf, m, max_nn)
+        m = max_nn
+    return m
+
+
+@njit(nogil=True, cache=True)
 def _neighbours(lo, hi, xs, ys, zs, keys, order, dims, r2, max_nn, idx, d2, cnt):  # pragma: no cover - compiled
     """Points lo..hi of the voxel order: consecutive points share a cell, so the candidates (the 27
     cells around it) are gathered once per cell into contiguous arrays and scanned per point."""
@@ -85,15 +102,7 @@ def _neighbours(lo, hi, xs, ys, zs, keys, order, dims, r2, max_nn, idx, d2, cnt)
         for u in range(nc):
             ex, ey, ez = cx[u] - px, cy[u] - py, cz[u] - pz
             dd[u] = ex * ex + ey * ey + ez * ez
-        m = 0
-        for u in range(nc):
-            if dd[u] < r2:
-                dbuf[m] = dd[u]
-                jbuf[m] = cj[u]
-                m += 1
-        if m > max_nn:
-            _nth_smallest(dbuf, jbuf, m, max_nn)
-            m = max_nn
+        m = _nearest_within(dd[:nc], cj[:nc], r2, max_nn, dbuf, jbuf)
         i = order[t]
         cnt[i] = m
         for u in range(m):
@@ -211,15 +220,7 @@ def _normals(lo, hi, pts, idx, d2, cnt, r2, max_nn, out):  # pragma: no cover - 
     jbuf = np.empty(idx.shape[1], dtype=np.int64)
     cov = np.empty((3, 3))
     for i in range(lo, hi):
-        m = 0
-        for t in range(cnt[i]):
-            if d2[i, t] < r2:
-                dbuf[m] = d2[i, t]
-                jbuf[m] = idx[i, t]
-                m += 1
-        if m > max_nn:
-            _nth_smallest(dbuf, jbuf, m, max_nn)
-            m = max_nn
+        m = _nearest_within(d2[i, : cnt[i]], idx[i, : cnt[i]], r2, max_nn, dbuf, jbuf)
         if m < 3:
             cov[:] = 0.0
             cov[0, 0] = cov[1, 1] = cov[2, 2] = 1.0

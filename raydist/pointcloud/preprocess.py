@@ -57,7 +57,8 @@ def remove_plane(
         o3d.utility.random.seed(seed)
         (a, b, c, d), _ = pcd.segment_plane(distance_threshold=distance, ransac_n=ransac_n, num_iterations=iterations, probability=1.0)
     norm = float(np.sqrt(a * a + b * b + c * c))
+    kept = valid if fit_on is None else valid_mask(xyz)
     xyz = np.array(xyz, dtype=np.float32, copy=True)
     dist = np.abs(xyz[..., 0] * a + xyz[..., 1] * b + xyz[..., 2] * c + d) / norm
-    xyz[~valid_mask(xyz) | (dist <= distance)] = np.nan
+    xyz[~kept | (dist <= distance)] = np.nan
     return xyz
