@@ -84,6 +84,7 @@ class Scorer:
         if self.eval.bank_search != "exact" and not self.method.has_bank:
             raise ConfigError(f"--bank-search {self.eval.bank_search}: a {self.cfg.method} model has no memory bank to search")
         self.encoder = Encoder(self.cfg, device, expect_weights_id=self.cfg.weights_id, runtime=self.eval.backbone_runtime)
+        self.method.warm_up(self.encoder.device)
         self.duplicates = dict(duplicates or {})
         self.keep_images = keep_images
         self.cache_bytes = int(cache_mb * 2**20)
@@ -106,7 +107,7 @@ class Scorer:
                 self._detectors.move_to_end(unit)
                 return self._detectors[unit][0]
             det = load_detector(self.model_uri, self.meta, unit, self.align, self.storage_options)
-            det.use_bank_search(self.eval.bank_search)
+            det.use_bank_search(self.eval.bank_search, self.encoder.device)
             self._detectors[unit] = (det, state_nbytes(det))
             while len(self._detectors) > 1 and self.cached_bytes > self.cache_bytes:  # the one just asked for always stays
                 self._detectors.popitem(last=False)

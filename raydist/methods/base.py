@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+import torch
 
 from raydist.engine.rows import Decoded
 from raydist.features.encoder import Encoder
@@ -56,7 +57,16 @@ class Detector(Protocol):
 
     def describe(self) -> str: ...
 
-    def use_bank_search(self, how: str) -> None: ...
+    def use_bank_search(self, how: str, device: torch.device) -> None:
+        """Search the memory bank(s) ``how`` on ``device`` from now on, prepared now (a scorer calls
+        this once per loaded detector, under its lock: worker threads never prepare a bank twice)."""
+        ...
+
+    @classmethod
+    def warm_up(cls, device: torch.device) -> None:
+        """Load once per process what scoring on ``device`` compiles (a scorer calls it as it starts,
+        so its first batch is not charged for it)."""
+        ...
 
 
 class BaseDetector:
@@ -65,8 +75,12 @@ class BaseDetector:
     fit_splits: ClassVar[tuple[str, ...]] = ("train", "val")
     has_bank: ClassVar[bool] = False  # a PatchCore memory bank that --bank-search applies to
 
-    def use_bank_search(self, how: str) -> None:
+    def use_bank_search(self, how: str, device: torch.device) -> None:
         """Search the memory bank(s) ``exact`` or ``bf16`` (see :class:`~raydist.config.EvalConfig`)."""
+
+    @classmethod
+    def warm_up(cls, device: torch.device) -> None:
+        """Nothing to load by default."""
 
     @classmethod
     def fit_inputs(cls, cfg) -> tuple[str, ...]:

@@ -3,20 +3,26 @@
 The (queries x bank) distance matrix is never materialised beyond ``budget_mb``: the bank is
 walked in chunks and a running minimum is kept, so memory is bounded for any bank size.
 
-A :class:`SearchBank` is a bank prepared once for one device: on the CPU it is float32 (the
-search is then bit-for-bit what it always was); on an accelerator it is stored as float16 (half
-the memory, so twice the classes stay resident) and each chunk is widened to float32 for the
-matmul, because ``|q|^2 + |b|^2 - 2 q.b`` cancels catastrophically in float16.
+A :class:`SearchBank` is a bank prepared once for one device: on the CPU it is float32 and, when
+large and wide enough, carries a :class:`~raydist.methods.patchcore.bound_search.BoundIndex` that
+finds the same nearest rows while skipping most of the bank (~4x faster on real features); on an
+accelerator it is stored as float16 (half the memory, so twice the classes stay resident) and each
+chunk is widened to float32 for the matmul, because ``|q|^2 + |b|^2 - 2 q.b`` cancels
+catastrophically in float16.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from raydist.methods.patchcore.bound_search import BLOCK_BYTES, BoundIndex, K
+
 CPU_BLOCK_MB = 16.0  # one distance block on the CPU: cache-sized (see nearest_distances)
+BOUND_MIN_ROWS = 1024  # smaller banks: the dense product is already cheap (and the index costs its build)
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class SearchBank:
     sq: torch.Tensor  # (M,) float32 (bfloat16 for a bfloat16 search)
     exact: torch.Tensor | None = None  # (M, D) centred float32 rows, for re-ranking a bfloat16 search
     centre: torch.Tensor | None = None  # (D,) subtracted from bank and queries before a bfloat16 search
+    bound: BoundIndex | None = None  # float32 CPU banks of >= BOUND_MIN_ROWS rows wider than 2 * K
 
     @classmethod
     def build(cls, bank: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> SearchBank:
@@ -47,7 +54,10 @@ class SearchBank:
             return cls(exact.to(dtype), (exact * exact).sum(1).to(dtype), exact, centre)
         rows = b32 if dtype == torch.float32 else b32.to(dtype)
         sq = (b32 * b32).sum(1) if dtype == torch.float32 else (rows.float() ** 2).sum(1)  # the norms of what is stored
-        return cls(rows, sq)
+        bound = None
+        if device.type == "cpu" and dtype == torch.float32 and rows.shape[0] >= BOUND_MIN_ROWS and rows.shape[1] > 2 * K:
+            bound = BoundIndex.build(rows.numpy())
+        return cls(rows, sq, bound=bound)
 
     @property
     def device(self) -> torch.device:
@@ -55,7 +65,8 @@ class SearchBank:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in (self.rows, self.sq, self.exact, self.centre) if t is not None)
+        extra = (self.bound.coords, self.bound.sq) if self.bound is not None else ()
+        return sum(t.element_size() * t.nelement() for t in (self.rows, self.sq, self.exact, self.centre, *extra) if t is not None)
 
 
 def nearest_distances(
@@ -64,15 +75,20 @@ def nearest_distances(
     budget_mb: float | None = None,
     return_index: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Euclidean distance from each query row to its nearest bank row (float32 arithmetic).
+    """Euclidean distance from each query row to its nearest bank row.
 
     ``bank`` may be a :class:`SearchBank` (a scorer reuses one for many images): the search then
     runs on its device and only the distances come back to the host. ``budget_mb`` bounds one
     distance block; by default 16 MB on the CPU, where a block that stays in cache is searched
     ~1.7x faster than one of 256 MB (bottle bank 7,526 x 152, 8 images: 23.6 -> 13.8 ms per
-    image, same distances), and 256 MB on accelerators.
+    image, same distances), and 256 MB on accelerators; 2 MB for a block of bounds.
+
+    A bank with a bound index (see :class:`SearchBank`) returns the exact nearest row and its
+    distance from a float64 sum; the dense product's distances differ from those by its float32
+    cancellation (~5e-4 on bottle's distances of ~3-10).
     """
     sb = bank if isinstance(bank, SearchBank) else SearchBank.build(bank, "cpu")
+    bound_block = BLOCK_BYTES if budget_mb is None else int(budget_mb * 2**20)
     if budget_mb is None:
         budget_mb = CPU_BLOCK_MB if sb.device.type == "cpu" else 256.0
     q = torch.as_tensor(queries).to(device=sb.device, dtype=torch.float32)
@@ -81,6 +97,11 @@ def nearest_distances(
         raise ValueError(f"queries {tuple(q.shape)} and bank {tuple(b.shape)} must be 2-D with equal width")
     if sb.exact is not None:
         return _bf16_nearest(q, sb, budget_mb, return_index)
+    if sb.bound is not None:
+        dense = functools.partial(_dense_index, sb=SearchBank(sb.rows, sb.sq), budget_mb=budget_mb)
+        d2, idx, _ = sb.bound.search(q.numpy(), dense, block_bytes=bound_block)
+        dist = np.sqrt(d2).astype(np.float32)
+        return (dist, idx) if return_index else dist
     nq, nb = q.shape[0], b.shape[0]
     row, col = _blocks(nq, nb, budget_mb)  # split over queries too when one bank chunk is big
     qsq = (q * q).sum(1)
@@ -105,6 +126,10 @@ def nearest_distances(
         best.add_(qsq)
     dist = best.clamp_min_(0).sqrt_().cpu().numpy()
     return (dist, arg.cpu().numpy()) if return_index else dist
+
+
+def _dense_index(q: np.ndarray, sb: SearchBank, budget_mb: float) -> np.ndarray:
+    return nearest_distances(q, sb, budget_mb=budget_mb, return_index=True)[1]
 
 
 def _blocks(nq: int, nb: int, budget_mb: float, itemsize: int = 4) -> tuple[int, int]:

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
 from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
+from raydist.methods.patchcore.bound_search import load_kernels
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
 from raydist.methods.unified.routing import Router
@@ -48,9 +50,15 @@ class UnifiedDetector(BaseDetector):
         self.cada = CADA(iterations=cfg.cada_iterations, dropout=cfg.cada_dropout, alpha=cfg.cada_alpha, variant=cfg.cada_variant, seed=cfg.seed)
         self.info: dict[str, Any] = {}
 
-    def use_bank_search(self, how: str) -> None:
+    @classmethod
+    def warm_up(cls, device: torch.device) -> None:
+        if device.type == "cpu":
+            load_kernels()  # the bound search's compiled kernels, ~0.3 s once per process
+
+    def use_bank_search(self, how: str, device: torch.device) -> None:
         for bank in self.banks:
             bank.search = how
+            bank.to(device).search_bank()
 
     def _bank(self) -> PatchCore:
         c = self.cfg
