@@ -162,7 +162,7 @@ class BoundIndex:
         self,
         queries: np.ndarray,
         dense: Callable[[np.ndarray], np.ndarray],
-        block_bytes: int = BLOCK_BYTES,
+        block_bytes: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(squared distance float64, bank index int64, exact distances measured) per query.
 
@@ -180,7 +180,7 @@ class BoundIndex:
         slack = SLACK * (qsq + self.max_sq)
         qc = torch.from_numpy(c.astype(np.float32))
         d2, pos, visited = np.empty(n), np.empty(n, np.int64), np.zeros(n, np.int64)
-        rows = max(8, block_bytes // (4 * len(self.order)))
+        rows = max(8, (block_bytes or BLOCK_BYTES) // (4 * len(self.order)))
         buf = torch.empty(min(rows, n), len(self.order))
         minima = np.empty(len(self.order) // LANES, np.float32)
         for r0 in range(0, n, rows):

@@ -12,7 +12,6 @@ from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
 from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
-from raydist.methods.patchcore.bound_search import load_kernels
 from raydist.methods.patchcore.patchcore import PatchCore
 
 
@@ -45,10 +44,13 @@ class PatchCoreDetector(BaseDetector):
     @classmethod
     def warm_up(cls, device: torch.device) -> None:
         if device.type == "cpu":
-            load_kernels()  # the bound search's compiled kernels, ~0.3 s once per process
+            # the bound search's compiled kernels (~0.3 s once per process); numba only where a scorer runs
+            from raydist.methods.patchcore.bound_search import load_kernels
+
+            load_kernels()
 
     def use_bank_search(self, how: str, device: torch.device) -> None:
-        self.model.search = how
+        self.model.search, self.model.indexed = how, True
         self.model.to(device).search_bank()
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

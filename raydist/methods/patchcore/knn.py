@@ -4,9 +4,9 @@ The (queries x bank) distance matrix is never materialised beyond ``budget_mb``:
 walked in chunks and a running minimum is kept, so memory is bounded for any bank size.
 
 A :class:`SearchBank` is a bank prepared once for one device: on the CPU it is float32 and, when
-large and wide enough, carries a :class:`~raydist.methods.patchcore.bound_search.BoundIndex` that
-finds the same nearest rows while skipping most of the bank (~4x faster on real features); on an
-accelerator it is stored as float16 (half the memory, so twice the classes stay resident) and each
+asked (a scorer's resident bank) and large and wide enough, carries a
+:class:`~raydist.methods.patchcore.bound_search.BoundIndex` that finds the same nearest rows while
+skipping most of the bank (~4x faster on real features); on an accelerator it is stored as float16 (half the memory, so twice the classes stay resident) and each
 chunk is widened to float32 for the matmul, because ``|q|^2 + |b|^2 - 2 q.b`` cancels
 catastrophically in float16.
 """
@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from raydist.methods.patchcore.bound_search import BLOCK_BYTES, BoundIndex, K
+if TYPE_CHECKING:
+    from raydist.methods.patchcore.bound_search import BoundIndex
 
 CPU_BLOCK_MB = 16.0  # one distance block on the CPU: cache-sized (see nearest_distances)
 BOUND_MIN_ROWS = 1024  # smaller banks: the dense product is already cheap (and the index costs its build)
+BOUND_MIN_WIDTH = 65  # the bound keeps 32 principal directions: narrower features gain too little
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,14 @@ class SearchBank:
     sq: torch.Tensor  # (M,) float32 (bfloat16 for a bfloat16 search)
     exact: torch.Tensor | None = None  # (M, D) centred float32 rows, for re-ranking a bfloat16 search
     centre: torch.Tensor | None = None  # (D,) subtracted from bank and queries before a bfloat16 search
-    bound: BoundIndex | None = None  # float32 CPU banks of >= BOUND_MIN_ROWS rows wider than 2 * K
+    bound: BoundIndex | None = None  # asked for, float32 on the CPU, >= BOUND_MIN_ROWS x BOUND_MIN_WIDTH
 
     @classmethod
-    def build(cls, bank: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> SearchBank:
+    def build(cls, bank: np.ndarray | torch.Tensor, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+              index: bool = False) -> SearchBank:  # fmt: skip
+        """``index``: build the bound index where it applies. It pays for a bank searched many times
+        (a scorer's: ~50 ms to build at 7,526 x 152, the compiled kernels ~0.3 s and ~190 MB of RSS
+        once per process); a one-off search (fit's validation maps, coverage) is cheaper dense."""
         device = torch.device(device)
         dtype = dtype or (torch.float32 if device.type == "cpu" else torch.float16)
         b32 = torch.as_tensor(bank).to(device=device, dtype=torch.float32)
@@ -55,7 +62,10 @@ class SearchBank:
         rows = b32 if dtype == torch.float32 else b32.to(dtype)
         sq = (b32 * b32).sum(1) if dtype == torch.float32 else (rows.float() ** 2).sum(1)  # the norms of what is stored
         bound = None
-        if device.type == "cpu" and dtype == torch.float32 and rows.shape[0] >= BOUND_MIN_ROWS and rows.shape[1] > 2 * K:
+        if index and device.type == "cpu" and dtype == torch.float32 and rows.shape[0] >= BOUND_MIN_ROWS and rows.shape[1] >= BOUND_MIN_WIDTH:
+            # numba is imported only where an index is built
+            from raydist.methods.patchcore.bound_search import BoundIndex
+
             bound = BoundIndex.build(rows.numpy())
         return cls(rows, sq, bound=bound)
 
@@ -88,7 +98,7 @@ def nearest_distances(
     cancellation (~5e-4 on bottle's distances of ~3-10).
     """
     sb = bank if isinstance(bank, SearchBank) else SearchBank.build(bank, "cpu")
-    bound_block = BLOCK_BYTES if budget_mb is None else int(budget_mb * 2**20)
+    bound_block = None if budget_mb is None else int(budget_mb * 2**20)
     if budget_mb is None:
         budget_mb = CPU_BLOCK_MB if sb.device.type == "cpu" else 256.0
     q = torch.as_tensor(queries).to(device=sb.device, dtype=torch.float32)

@@ -96,7 +96,8 @@ class PatchCore:
         self.seed = seed
         self.device = torch.device("cpu")  # where the bank search runs (see ``to``)
         self.search = "exact"  # or "bf16": how the bank is searched (see SearchBank)
-        self._cache: tuple[np.ndarray, torch.device, torch.dtype | None, SearchBank] | None = None
+        self.indexed = False  # build SearchBank's bound index: set where the bank stays resident (a scorer)
+        self._cache: tuple[np.ndarray, torch.device, torch.dtype | None, bool, SearchBank] | None = None
         self.bank: np.ndarray | None = None  # (M, D) float16
         self.origin: np.ndarray | None = None  # (M,) index of the training image each bank patch came from
 
@@ -155,9 +156,9 @@ class PatchCore:
         if self.bank is None:
             raise RuntimeError("PatchCore is not fitted")
         dtype = torch.bfloat16 if self.search == "bf16" else None
-        if self._cache is None or self._cache[0] is not self.bank or self._cache[1:3] != (self.device, dtype):
-            self._cache = (self.bank, self.device, dtype, SearchBank.build(self.bank, self.device, dtype))
-        return self._cache[3]
+        if self._cache is None or self._cache[0] is not self.bank or self._cache[1:4] != (self.device, dtype, self.indexed):
+            self._cache = (self.bank, self.device, dtype, self.indexed, SearchBank.build(self.bank, self.device, dtype, index=self.indexed))
+        return self._cache[4]
 
     def score(self, grids: np.ndarray | torch.Tensor, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Score maps (B, H, W) float32 at ``size`` and image scores (B,)."""

@@ -19,7 +19,6 @@ from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
 from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
-from raydist.methods.patchcore.bound_search import load_kernels
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
 from raydist.methods.unified.routing import Router
@@ -53,11 +52,14 @@ class UnifiedDetector(BaseDetector):
     @classmethod
     def warm_up(cls, device: torch.device) -> None:
         if device.type == "cpu":
-            load_kernels()  # the bound search's compiled kernels, ~0.3 s once per process
+            # the bound search's compiled kernels (~0.3 s once per process); numba only where a scorer runs
+            from raydist.methods.patchcore.bound_search import load_kernels
+
+            load_kernels()
 
     def use_bank_search(self, how: str, device: torch.device) -> None:
         for bank in self.banks:
-            bank.search = how
+            bank.search, bank.indexed = how, True
             bank.to(device).search_bank()
 
     def _bank(self) -> PatchCore:

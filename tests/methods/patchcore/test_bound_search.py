@@ -28,7 +28,7 @@ def test_equals_float64_brute_force_and_prunes():
     x = low_rank(4500)
     bank, q = x[:3000], x[3000:]
     q[::7] += np.random.default_rng(1).standard_normal((len(q[::7]), q.shape[1])).astype(np.float32) * 3  # some far queries
-    sb = SearchBank.build(bank, "cpu")
+    sb = SearchBank.build(bank, "cpu", index=True)
     assert sb.bound is not None
     ref_d2, ref_idx = brute_force(q, bank)
     d, idx = nearest_distances(q, sb, return_index=True)
@@ -40,7 +40,7 @@ def test_equals_float64_brute_force_and_prunes():
 
 def test_independent_of_block_size_and_threads():
     x = low_rank(3500, seed=3)
-    sb = SearchBank.build(x[:2500], "cpu")
+    sb = SearchBank.build(x[:2500], "cpu", index=True)
     want = nearest_distances(x[2500:], sb, return_index=True)
     threads = torch.get_num_threads()
     try:
@@ -57,7 +57,7 @@ def test_ties_go_to_the_lowest_index_and_nan_stays_nan():
     bank = np.concatenate([x[:1500], x[:100]])  # rows 1500.. duplicate rows 0..99
     q = x[:200].copy()  # queries at bank rows: distance 0, twice for the first 100
     q[5] = np.nan
-    d, idx = nearest_distances(q, SearchBank.build(bank, "cpu"), return_index=True)
+    d, idx = nearest_distances(q, SearchBank.build(bank, "cpu", index=True), return_index=True)
     assert np.isnan(d[5]) and np.isfinite(np.delete(d, 5)).all()
     keep = np.arange(200) != 5
     assert np.array_equal(idx[keep], np.arange(200)[keep]) and (d[keep] == 0).all()
@@ -83,15 +83,30 @@ def test_falls_back_to_the_dense_product_where_the_bound_cannot_prune():
 
 
 def test_used_only_for_large_wide_float32_cpu_banks():
-    assert SearchBank.build(low_rank(1000), "cpu").bound is None  # below BOUND_MIN_ROWS
-    assert SearchBank.build(low_rank(1500, d=64), "cpu").bound is None  # not wider than 2 K
-    assert SearchBank.build(low_rank(1500), "cpu", dtype=torch.bfloat16).bound is None
-    assert SearchBank.build(low_rank(1500), "cpu", dtype=torch.float16).bound is None
+    assert SearchBank.build(low_rank(1500), "cpu", index=True).bound is not None
+    assert SearchBank.build(low_rank(1500), "cpu").bound is None  # not asked for: a one-off search
+    assert SearchBank.build(low_rank(1000), "cpu", index=True).bound is None  # below BOUND_MIN_ROWS
+    assert SearchBank.build(low_rank(1500, d=64), "cpu", index=True).bound is None  # narrower than BOUND_MIN_WIDTH
+    assert SearchBank.build(low_rank(1500), "cpu", dtype=torch.bfloat16, index=True).bound is None
+    assert SearchBank.build(low_rank(1500), "cpu", dtype=torch.float16, index=True).bound is None
+
+
+def test_a_scorers_banks_are_indexed_and_a_fits_are_not(wrn_model_uri):
+    """The scorer prepares each detector's bank once, with the index (resident, searched per batch);
+    PatchCore's own fit-time search stays dense (one-off: not worth the kernels' RSS)."""
+    from raydist.engine.scoring import Scorer
+    from raydist.methods.patchcore.patchcore import PatchCore
+
+    sc = Scorer(wrn_model_uri)
+    det = sc.detector(sorted(sc.meta["units"])[0])
+    assert det.model.indexed and det.model._cache is not None  # prepared at load, not in the first batch
+    pc = PatchCore(coreset_ratio=0.5).fit(np.random.default_rng(0).standard_normal((40, 96, 8, 8)).astype(np.float32))
+    assert len(pc.bank) >= 1024 and pc.search_bank().bound is None
 
 
 @pytest.mark.parametrize("rows", [1024, 1031])  # a whole number of groups, and padding
 def test_padding_rows_are_never_returned(rows):
     x = low_rank(rows + 300, seed=6)
-    d, idx = nearest_distances(x[rows:], SearchBank.build(x[:rows], "cpu"), return_index=True)
+    d, idx = nearest_distances(x[rows:], SearchBank.build(x[:rows], "cpu", index=True), return_index=True)
     ref_d2, ref_idx = brute_force(x[rows:], x[:rows])
     assert idx.max() < rows and np.array_equal(idx, ref_idx)
