@@ -71,8 +71,9 @@ def _group_minima(row, groups, out):  # pragma: no cover - compiled
 def _scan(bounds, qsq, slack, queries, bank, order, best_d, best_j, visited, minima):  # pragma: no cover - compiled
     """The exact nearest stored row of each query of one block, given its row of bounds.
 
-    ``bounds[i, j] + qsq[i]`` is the lower bound for query i and stored row j (padding at 1e37);
-    ties go to the lowest bank index (``order``); ``visited[i]`` counts the exact distances measured.
+    ``bounds[i, j] + qsq[i]`` is the lower bound for query i and stored row j (padding at 1e37),
+    bank row ``order[j]``; ties go to the lowest bank index; ``visited[i]`` counts the exact
+    distances measured. ``best_j`` gets stored positions.
     """
     groups = bounds.shape[1] // LANES
     guess = -1
@@ -89,10 +90,10 @@ def _scan(bounds, qsq, slack, queries, bank, order, best_d, best_j, visited, min
             j = lane * groups + g_min
             if row[j] < row[j_min]:
                 j_min = j
-        ub, bj = _sq_distance(q, bank[j_min]), j_min
+        ub, bj = _sq_distance(q, bank[order[j_min]]), j_min
         n = 1
         if guess >= 0 and guess != j_min:  # the previous query's nearest row: neighbouring patches share it
-            d = _sq_distance(q, bank[guess])
+            d = _sq_distance(q, bank[order[guess]])
             n += 1
             if d < ub or (d == ub and order[guess] < order[bj]):
                 ub, bj = d, guess
@@ -103,7 +104,7 @@ def _scan(bounds, qsq, slack, queries, bank, order, best_d, best_j, visited, min
                 for lane in range(LANES):
                     j = lane * groups + g
                     if row[j] <= lim and j != first and j != second:
-                        d = _sq_distance(q, bank[j])
+                        d = _sq_distance(q, bank[order[j]])
                         n += 1
                         if d < ub or (d == ub and order[j] < order[bj]):
                             ub, bj = d, j
@@ -120,25 +121,28 @@ def _measure(queries, bank, idx, out):  # pragma: no cover - compiled
 
 @dataclass(frozen=True)
 class BoundIndex:
-    """A float32 bank with its (k + 1)-dim bound coordinates, built once per bank (~40 ms at 7,526 x 152).
+    """A float32 bank with its (k + 1)-dim bound coordinates, built once per bank (~50 ms at 7,526 x 152).
 
-    Bank rows are stored in groups of LANES that lie close together in bound coordinates (leaves
-    of a median split), group g's rows at positions ``lane * groups + g``: a query's few candidates
-    then fall in a few groups, and a group's minimum bound is one vectorised pass per block.
+    The rows' bound coordinates are stored in groups of LANES rows close together in that space
+    (leaves of a median split), group g's at positions ``lane * groups + g``: a query's few
+    candidates then fall in a few groups, and a group's minimum bound is one vectorised pass per
+    block. The bank itself stays in bank order, shared with the caller's copy.
     """
 
-    bank: np.ndarray  # (LANES * groups, D) float32 rows in stored order, zero padding
-    order: np.ndarray  # (LANES * groups,) int64: the bank index of each stored row, -1 for padding
+    bank: np.ndarray  # (M, D) float32, C-contiguous: the rows themselves, in bank order (not copied)
+    order: np.ndarray  # (LANES * groups,) int64: the bank row at each stored position, -1 for padding
     mean: np.ndarray  # (D,) float64
     basis: np.ndarray  # (D, k) float64, orthonormal columns
     coords: torch.Tensor  # (LANES * groups, k + 1) float32: stored rows' [p, r], zero padding
     sq: torch.Tensor  # (LANES * groups,) float32: their squared norms, _PAD for padding
     max_sq: float  # largest squared norm of a real row's coordinates (sets the slack)
-    rows: int  # M, the bank's rows
 
     @classmethod
     def build(cls, bank: np.ndarray, k: int = K) -> BoundIndex:
-        x = np.asarray(bank, dtype=np.float64)
+        """``bank``: (M, D) float32, C-contiguous, kept by reference (a SearchBank's rows)."""
+        if bank.dtype != np.float32 or not bank.flags.c_contiguous:
+            raise ValueError("BoundIndex.build takes a C-contiguous float32 bank (it keeps a reference, not a copy)")
+        x = bank.astype(np.float64)
         m = x.shape[0]
         mean = x.mean(0)
         x = x - mean
@@ -150,13 +154,11 @@ class BoundIndex:
         leaves[:m] = _leaf_order(c)
         order = leaves.reshape(groups, LANES).T.reshape(-1)  # stored position lane * groups + g
         real = order >= 0
-        stored = np.zeros((len(order), x.shape[1]), np.float32)
-        stored[real] = np.asarray(bank, dtype=np.float32)[order[real]]
         coords = np.zeros((len(order), k + 1), np.float32)
         coords[real] = c[order[real]]
         sq = np.full(len(order), _PAD, np.float32)
         sq[real] = (c * c).sum(1)[order[real]]
-        return cls(stored, order, mean, basis, torch.from_numpy(coords), torch.from_numpy(sq), float((c * c).sum(1).max()), m)
+        return cls(bank, order, mean, basis, torch.from_numpy(coords), torch.from_numpy(sq), float((c * c).sum(1).max()))
 
     def search(
         self,
@@ -187,16 +189,17 @@ class BoundIndex:
             r1 = min(n, r0 + rows)
             block = torch.addmm(self.sq.unsqueeze(0), qc[r0:r1], self.coords.T, alpha=-2.0, out=buf[: r1 - r0]).numpy()
             _scan(block, qsq[r0:r1], slack[r0:r1], q[r0:r1], self.bank, self.order, d2[r0:r1], pos[r0:r1], visited[r0:r1], minima)
-            if visited[r0:r1].mean() > DENSE_FRACTION * self.rows and r1 < n:  # the bound does not prune: dense for the rest
-                idx = dense(q[r1:])
-                inverse = np.empty(self.rows, np.int64)
-                inverse[self.order[self.order >= 0]] = np.flatnonzero(self.order >= 0)
-                pos[r1:] = inverse[idx]
-                _measure(q[r1:], self.bank, pos[r1:], d2[r1:])
-                visited[r1:] = self.rows
+            if visited[r0:r1].mean() > DENSE_FRACTION * len(self.bank) and r1 < n:  # the bound does not prune: dense for the rest
+                idx = np.empty(n, np.int64)
+                idx[:r1] = self.order[pos[:r1]]
+                idx[r1:] = dense(q[r1:])
+                _measure(q[r1:], self.bank, idx[r1:], d2[r1:])
+                visited[r1:] = len(self.bank)
                 break
+        else:
+            idx = self.order[pos]
         d2[bad] = np.nan
-        return d2, self.order[pos], visited
+        return d2, idx, visited
 
 
 def _leaf_order(c: np.ndarray) -> np.ndarray:

@@ -6,9 +6,9 @@ walked in chunks and a running minimum is kept, so memory is bounded for any ban
 A :class:`SearchBank` is a bank prepared once for one device: on the CPU it is float32 and, when
 asked (a scorer's resident bank) and large and wide enough, carries a
 :class:`~raydist.methods.patchcore.bound_search.BoundIndex` that finds the same nearest rows while
-skipping most of the bank (~4x faster on real features); on an accelerator it is stored as float16 (half the memory, so twice the classes stay resident) and each
-chunk is widened to float32 for the matmul, because ``|q|^2 + |b|^2 - 2 q.b`` cancels
-catastrophically in float16.
+skipping most of the bank (~4x faster on real features); on an accelerator it is stored as
+float16 (half the memory, so twice the classes stay resident) and each chunk is widened to float32
+for the matmul, because ``|q|^2 + |b|^2 - 2 q.b`` cancels catastrophically in float16.
 """
 
 from __future__ import annotations
