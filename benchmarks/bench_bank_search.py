@@ -31,6 +31,12 @@ from raydist.methods.patchcore.knn import SearchBank, nearest_distances  # noqa:
 from raydist.methods.patchcore.patchcore import grid_to_patches  # noqa: E402
 
 
+def images_under(folder: Path) -> list[Path]:
+    """RGB images below an MVTec AD or MVTec 3D-AD folder (``rgb/`` there), masks left out."""
+    skip = {"gt", "ground_truth", "xyz"}
+    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in {".png", ".jpg", ".bmp"} and not skip & set(f.parts))
+
+
 def patches(enc: Encoder, files: list[Path]) -> np.ndarray:
     out = []
     for i in range(0, len(files), 8):
@@ -60,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     if train_dir is None:
         print(f"no MVTec-layout train/good folder under {src}: nothing to measure")
         return 0
-    test_files = sorted(f for f in train_dir.parent.parent.glob("test/*/*") if f.suffix.lower() in {".png", ".jpg", ".bmp"})[: a.test]
-    train_files = sorted(train_dir.iterdir())[: a.train]
+    test_files = images_under(train_dir.parent.parent / "test")[: a.test]
+    train_files = images_under(train_dir)[: a.train]
     enc = Encoder(ModelConfig(backbone="efficientnet_lite0", resize=256, crop=224))
     x = patches(enc, train_files)
     bank = x[greedy_coreset(x, max(1, int(round(len(x) * a.coreset))))].astype(np.float16)  # as a fitted model stores it
@@ -77,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"same nearest rows: {np.mean(i_dense == i_bound):.5f}; max |distance difference| {np.abs(d_dense - d_bound).max():.2e} "
           f"(distances {np.median(d_bound):.2f} median); exact distances per query: mean {visited.mean():.1f}, "
           f"p99 {np.percentile(visited, 99):.0f} of {bank.shape[0]}")  # fmt: skip
+    differ = np.flatnonzero(i_dense != i_bound)
+    if len(differ):  # which is right: float64 distances to both rows
+        q64, b64 = q[differ].astype(np.float64), bank.astype(np.float64)
+        to_bound = np.linalg.norm(q64 - b64[i_bound[differ]], axis=1)
+        to_dense = np.linalg.norm(q64 - b64[i_dense[differ]], axis=1)
+        print(f"where the rows differ ({len(differ)} queries), float64 puts the bound index's row nearer or equal in "
+              f"{int((to_bound <= to_dense).sum())} (largest gap {np.abs(to_dense - to_bound).max():.1e})")  # fmt: skip
     threads = torch.get_num_threads()
     for n in sorted({1, threads}):
         torch.set_num_threads(n)
