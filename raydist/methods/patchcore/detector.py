@@ -12,6 +12,7 @@ from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
 from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
+from raydist.methods.patchcore.knn import warm_up_search
 from raydist.methods.patchcore.patchcore import PatchCore
 
 
@@ -43,11 +44,7 @@ class PatchCoreDetector(BaseDetector):
 
     @classmethod
     def warm_up(cls, device: torch.device) -> None:
-        if device.type == "cpu":
-            # the bound search's compiled kernels (~0.3 s once per process); numba only where a scorer runs
-            from raydist.methods.patchcore.bound_search import load_kernels
-
-            load_kernels()
+        warm_up_search(device)
 
     def use_bank_search(self, how: str, device: torch.device) -> None:
         self.model.search, self.model.indexed = how, True

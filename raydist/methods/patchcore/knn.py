@@ -79,6 +79,15 @@ class SearchBank:
         return sum(t.element_size() * t.nelement() for t in (self.rows, self.sq, self.exact, self.centre, *extra) if t is not None)
 
 
+def warm_up_search(device: torch.device) -> None:
+    """Load the bound index's compiled kernels where a scorer will build indexes (the CPU): ~0.3 s
+    once per process, and numba is imported only then."""
+    if device.type == "cpu":
+        from raydist.methods.patchcore.bound_search import load_kernels
+
+        load_kernels()
+
+
 def nearest_distances(
     queries: np.ndarray | torch.Tensor,
     bank: np.ndarray | torch.Tensor | SearchBank,

@@ -19,6 +19,7 @@ from raydist.engine.rows import Decoded
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
 from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
+from raydist.methods.patchcore.knn import warm_up_search
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
 from raydist.methods.unified.routing import Router
@@ -51,11 +52,7 @@ class UnifiedDetector(BaseDetector):
 
     @classmethod
     def warm_up(cls, device: torch.device) -> None:
-        if device.type == "cpu":
-            # the bound search's compiled kernels (~0.3 s once per process); numba only where a scorer runs
-            from raydist.methods.patchcore.bound_search import load_kernels
-
-            load_kernels()
+        warm_up_search(device)
 
     def use_bank_search(self, how: str, device: torch.device) -> None:
         for bank in self.banks:
