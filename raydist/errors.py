@@ -55,5 +55,6 @@ class ConfigError(ValueError):
 
 
 class StalledError(RuntimeError):
-    """A Ray job made no progress for its stall timeout: the work asks for resources the cluster
-    does not have, or a worker hangs. Finished units are kept (a rerun resumes from them)."""
+    """A Ray job made no progress for its stall timeout and the work it waits on asks for resources
+    no node has (Ray would queue it forever). Work that can be placed but is slow to start is
+    waited for. Finished units are kept (a rerun resumes from them)."""

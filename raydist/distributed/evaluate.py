@@ -98,25 +98,65 @@ class Resources:
 def stalled(what: str, stall_s: float) -> StalledError:
     """The error for ``what`` not happening within ``stall_s``, with what the cluster has, to see why."""
     have = {k: v for k, v in ray.available_resources().items() if not k.startswith(("node:", "memory", "object_store"))}
-    return StalledError(f"{what} within {stall_s:g} s (--stall-timeout); the cluster has free {have}: "
+    return StalledError(f"{what} within {stall_s:g} s (--stall-timeout), and no node can ever place it; the cluster has free {have}: "
                         "does any node have the resources this job asks for (its --gpus-per-* / --cpus-per-* flags)?")  # fmt: skip
 
 
-def wait_one(refs: list, stall_s: float | None, what: str) -> list:
-    """``ray.wait`` for one of ``refs``, raising :class:`StalledError` when none is ready in time
-    (``stall_s`` None: wait as long as it takes)."""
-    ready, _ = ray.wait(refs, num_returns=1, timeout=stall_s)
-    if not ready:
-        raise stalled(what, stall_s)
-    return ready
+Demand = dict[str, float]
+
+
+def demand(cpus: float, gpus: float = 0.0) -> Demand:
+    """One worker's resource request as Ray's scheduler sees it (zero amounts ask for nothing)."""
+    return {k: v for k, v in (("CPU", cpus), ("GPU", gpus)) if v > 0}
+
+
+def unplaceable(demands: list[Demand], held: dict[str, Demand] | None = None) -> list[Demand]:
+    """The demands that no live node can ever place: Ray's own test for infeasible work (a node's
+    total resources), less what this job's started actors hold on each node (``held``, by node id)
+    for as long as the job runs. Ray queues such work silently and forever; work that can be placed
+    but is slow to start (cold caches, a busy machine) is not in the list."""
+    capacities = []
+    for node in ray.nodes():
+        if node.get("Alive"):
+            cap = dict(node.get("Resources", {}))
+            for k, v in (held or {}).get(node["NodeID"], {}).items():
+                cap[k] = cap.get(k, 0.0) - v
+            capacities.append(cap)
+    return [d for d in demands if not any(all(cap.get(k, 0.0) >= v - 1e-9 for k, v in d.items()) for cap in capacities)]
+
+
+def wait_one(refs: list, stall_s: float | None, what: str, demands: list[Demand] = (), held: dict[str, Demand] | None = None) -> list:
+    """``ray.wait`` for one of ``refs``. Raises :class:`StalledError` when none is ready for
+    ``stall_s`` and one of ``demands`` (what the awaited work asks for) can be placed on no node;
+    placeable work is waited for however long it takes (``stall_s`` None: always)."""
+    while True:
+        ready, _ = ray.wait(refs, num_returns=1, timeout=stall_s)
+        if ready:
+            return ready
+        if unplaceable(list(demands), held):
+            raise stalled(what, stall_s)
 
 
 def _started_nodes(actors: list, res: Resources, stall_s: float) -> list[str]:
-    """Each scoring actor's node, once it has started (its model loaded); StalledError if not in time."""
-    try:
-        return ray.get([a.node.remote() for a in actors], timeout=stall_s)
-    except ray.exceptions.GetTimeoutError:
-        raise stalled(f"no scoring actor started (asked: {res.cpus_per_actor:g} CPU, {res.gpus_per_actor:g} GPU each)", stall_s) from None
+    """Each scoring actor's node, once it has started (its model loaded). StalledError when none
+    starts for ``stall_s`` and the next cannot be placed (no node has its resources, counting what
+    the started ones hold); an actor that is placed but slow to load is waited for."""
+    waiting = {a.node.remote(): i for i, a in enumerate(actors)}
+    nodes: list[str] = [""] * len(actors)
+    while waiting:
+        what = f"no scoring actor started (asked: {res.cpus_per_actor:g} CPU, {res.gpus_per_actor:g} GPU each; {len(actors) - len(waiting)} of {len(actors)} running)"
+        asked = [demand(res.cpus_per_actor, res.gpus_per_actor)]
+        ref = wait_one(list(waiting), stall_s, what, asked, _held([n for n in nodes if n], res))[0]
+        nodes[waiting.pop(ref)] = ray.get(ref)
+    return nodes
+
+
+def _held(actor_nodes: list[str], res: Resources) -> dict[str, Demand]:
+    """What the started scoring actors hold on each node for the whole job."""
+    held: dict[str, Demand] = {}
+    for node in actor_nodes:
+        held[node] = {k: held.get(node, {}).get(k, 0.0) + v for k, v in demand(res.cpus_per_actor, res.gpus_per_actor).items()}
+    return held
 
 
 def _node() -> str:
@@ -196,6 +236,7 @@ def evaluate(
         ]
         try:
             actor_nodes = _started_nodes(actors, res, stall_s)
+            held = _held(actor_nodes, res)
             limit = max_in_flight or 2 * len(actors)
             pending_score: dict[ray.ObjectRef, Unit] = {}
             pending_seg: list[ray.ObjectRef] = []
@@ -207,7 +248,9 @@ def evaluate(
                     pending_score[actors[turn % len(actors)].score_unit.remote(u)] = u
                     turn += 1
                 in_flight = f"{len(pending_score)} units scoring, {len(pending_seg)} segmenting ({res.cpus_per_task:g} CPU per task)"
-                for ref in wait_one(list(pending_score) + pending_seg, stall_s, f"no unit finished ({in_flight})"):
+                # a started actor's calls are always placeable; a segment task may fit no node beside them
+                asked = [demand(res.cpus_per_task)] if pending_seg else []
+                for ref in wait_one(list(pending_score) + pending_seg, stall_s, f"no unit finished ({in_flight})", asked, held):
                     if ref in pending_score:
                         u = pending_score.pop(ref)
                         pending_seg.append(segment_task.options(num_cpus=res.cpus_per_task).remote(u, ref, cfg, p.offset, out_uri, res.cpus_per_task, storage_options))

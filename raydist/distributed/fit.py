@@ -11,7 +11,7 @@ from typing import Any
 import ray
 
 from raydist.config import ModelConfig
-from raydist.distributed.evaluate import wait_one
+from raydist.distributed.evaluate import demand, wait_one
 from raydist.engine.fit import FitUnit, finish_fit, fit_unit, pending, plan_fit, with_weights_id
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
@@ -35,7 +35,8 @@ def fit(
     storage_options=None, log=print, stall_s: float | None = None,
 ) -> dict[str, Any]:
     """Fit the missing units on Ray; ``stall_s``: raise :class:`~raydist.errors.StalledError` when no
-    unit finishes for that long (None: wait, as one unit of a large class can take hours on CPU)."""
+    unit finishes for that long and the tasks fit no node (placeable tasks are waited for: one unit
+    of a large class can take hours on CPU)."""
     import torch
 
     cfg = with_weights_id(cfg, device="cpu")
@@ -46,7 +47,8 @@ def fit(
     refs = [fit_task.options(num_gpus=gpus_per_task, num_cpus=cpus_per_task).remote(data_uri, out_uri, cfg, u, batch_size, torch.get_num_threads(), storage_options)
             for u in todo]  # fmt: skip
     while refs:
-        ready = wait_one(refs, stall_s, f"no fit unit finished ({len(refs)} in flight, {cpus_per_task:g} CPU / {gpus_per_task:g} GPU per task)")
+        ready = wait_one(refs, stall_s, f"no fit unit finished ({len(refs)} in flight, {cpus_per_task:g} CPU / {gpus_per_task:g} GPU per task)",
+                         [demand(cpus_per_task, gpus_per_task)])
         refs = [r for r in refs if r != ready[0]]
         name, res = ray.get(ready[0])
         if isinstance(res, str):

@@ -5,6 +5,11 @@ ask for a GPU the cluster lacks, and segment tasks that ask for more CPUs than a
 runs `raydist evaluate --executor ray` on an embedded 2-CPU Ray (started and ended by the
 subprocess) with a short --stall-timeout: exit code 4, one line saying what did not happen and
 what the cluster has, within the timeout plus start-up.
+
+A stall is decided by what Ray reports, not by a race with the clock: the waited-on work fits no
+live node (its total resources, less what the job's own actors hold). Work that fits but is slow to
+start (a cold numba cache on a fresh machine, a busy CPU) is waited for, so these tests pass
+however slow the machine is; the last tests check that split directly.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ def run_stalling(*args: str) -> tuple[subprocess.CompletedProcess, str, float]:
 
 
 @pytest.mark.parametrize("flags, expect", [
-    (["--gpus-per-actor", "1"], "no scoring actor started (asked: 1 CPU, 1 GPU each)"),
+    (["--gpus-per-actor", "1"], "no scoring actor started (asked: 1 CPU, 1 GPU each; 0 of 1 running)"),
     (["--cpus-per-task", "4"], "no unit finished"),
 ])  # fmt: skip
 def test_unplaceable_work_stalls_out(flags, expect, synth_uri, wrn_model_uri, tmp_path):
@@ -47,3 +52,43 @@ def test_unplaceable_fit_stalls_out_when_asked(synth_uri, tmp_path):
     _, last, _ = run_stalling("fit", "--data", synth_uri, "--out", str(tmp_path / "model"), "--weights", "none", "--resize", "64", "--crop", "64",
                               "--gpus-per-fit-task", "1")  # fmt: skip
     assert last.startswith("raydist fit: error: stalled: no fit unit finished (3 in flight, 1 CPU / 1 GPU per task) within 8 s")
+
+
+@pytest.fixture(scope="module")
+def ray_2cpu():
+    """An embedded 2-CPU Ray of this test process, ended by this module."""
+    ray = pytest.importorskip("ray")
+    from raydist.distributed import evaluate as dist
+
+    dist.init(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def test_unplaceable_is_what_no_node_can_hold(ray_2cpu):
+    from raydist.distributed.evaluate import demand, unplaceable
+
+    node = ray_2cpu.get_runtime_context().get_node_id()
+    assert unplaceable([demand(1), demand(2), demand(0)]) == []
+    assert unplaceable([demand(1), demand(4), demand(1, 1)]) == [{"CPU": 4}, {"CPU": 1, "GPU": 1}]
+    # what the job's own actors hold for the whole run is not there for its tasks
+    assert unplaceable([demand(1), demand(2)], held={node: {"CPU": 1.0}}) == [{"CPU": 2}]
+    assert unplaceable([demand(1)], held={"another-node": {"CPU": 2.0}}) == []
+
+
+def test_slow_placeable_work_is_waited_for_and_unplaceable_work_stalls(ray_2cpu):
+    """A task that starts after 4 stall windows is waited for; one asking 4 CPUs of 2 ends at the first."""
+    from raydist.distributed.evaluate import demand, wait_one
+    from raydist.errors import StalledError
+
+    @ray_2cpu.remote(num_cpus=1)
+    def slow(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    ref = slow.remote(4.0)
+    assert ray_2cpu.get(wait_one([ref], 1.0, "slow", [demand(1)])[0]) == 4.0
+    t0 = time.perf_counter()
+    with pytest.raises(StalledError, match="no node can ever place it"):
+        wait_one([slow.options(num_cpus=4).remote(0.0)], 1.0, "big", [demand(4)])
+    assert time.perf_counter() - t0 < 30  # one 1 s window and a look at the nodes (measured ~1 s)

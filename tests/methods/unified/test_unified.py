@@ -20,15 +20,18 @@ def mixed(tmp_path_factory):
 
 
 def test_unified_variants(mixed, tmp_path):
-    """Label-free CADA alignment matches the label-using class alignment (CaDA-A), on every seed.
+    """Label-free CADA alignment is no worse than the label-using class alignment (CaDA-A), on every seed.
 
-    Measured over seeds 0-3 and 1 or 2 torch threads (pooled I-AUROC): the CADA regressor's SGD
-    moves a seed's figure by up to ~0.03, and the thread count (reduction order) by ~0.004, so one
-    seed proves nothing either way. An earlier claim here, "clusters + CADA beat a raw mixed bank by
-    0.01" (0.926 vs 0.902 at seed 0 on one machine), does not hold across seeds: clusters + CADA
-    0.865-0.885 vs raw mixed 0.885-0.917 on this data, where even per-class banks pool to 0.88.
-    What holds on every seed is the CADA paper's point: without labels, the regressor aligns the
-    classes about as well as the per-class statistics do (|cada - class| <= 0.022 measured).
+    Spread (benchmarks/spread_unified.py: seeds 0-5 x 1 or 2 torch threads x this CPU's kernels or
+    the AVX2 / SSE4 paths of torch, MKL and oneDNN that an AMD or older machine runs; 36 cells):
+    ``none`` and ``class`` are the same in every cell (0.876-0.885, 0.856-0.881), while the CADA
+    regressor's SGD moves ``cada`` over 0.854-0.917 with the machine as much as with the seed
+    (seed 0: 0.857-0.898). So cada - class spans -0.009 to +0.061 and its sign flips with the
+    machine: an earlier two-sided claim here (|cada - class| <= 0.022, from one machine) failed on
+    the next. What holds in every cell is one-sided, the CADA paper's point: without labels the
+    regressor aligns the classes at least about as well as the per-class statistics (each seed >=
+    -0.009, the mean of seeds 0-2 >= -0.001 per machine/thread setting). Bounds: that, less 0.02
+    (~10 of the 540 good/defective pairs swapped).
     """
     figures: dict[tuple[int, str], float] = {}
     for seed in (0, 1, 2):
@@ -38,9 +41,10 @@ def test_unified_variants(mixed, tmp_path):
             rep = evaluate(mixed, model, str(tmp_path / f"r-{seed}-{align}"), EvalConfig(segment=("thr",), align=align))
             figures[(seed, align)] = rep["pooled"]["i_auroc"]
     print("pooled I-AUROC (seed/align):", {f"{s}/{a}": round(v, 3) for (s, a), v in figures.items()})
-    gaps = [abs(figures[(s, "cada")] - figures[(s, "class")]) for s in (0, 1, 2)]
-    assert max(gaps) < 0.04 and float(np.mean(gaps)) < 0.025
-    assert all(figures[(s, "cada")] > 0.8 for s in (0, 1, 2))  # measured 0.86-0.89: far above chance
+    gains = [figures[(s, "cada")] - figures[(s, "class")] for s in (0, 1, 2)]
+    assert min(gains) > -0.03 and float(np.mean(gains)) > -0.02
+    assert all(0.83 < figures[(s, a)] < 0.95 for s in (0, 1, 2) for a in ("none", "cada", "class"))  # measured 0.854-0.917
+
 
 def test_routing_recovers_classes(mixed):
     """Routing recovers the classes without reading labels, on every seed tried (k-means init)."""
