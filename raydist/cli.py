@@ -95,62 +95,35 @@ def _add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
                    help=f"what runs the backbone: torch, or OpenVINO (CNN backbones on the CPU, about half the feature time; pip install 'raydist[openvino]'; default: {d['backbone_runtime']})")
     p.add_argument("--max-pixels", type=int, default=argparse.SUPPRESS,
                    help=f"images larger than this are refused, a decompression-bomb guard (default: {d['max_pixels']})")
-    g = p.add_argument_group("TTT4AS (defaults and their reasons: README, TTT4AS section)")
-    for flag, key, kw in _ttt4as_help():
-        # choices as the user types them ("none" for None), not as argparse prints the converted values
-        metavar = "{" + ",".join("none" if c is None else str(c) for c in kw["choices"]) + "}" if kw["choices"] else key.upper()
-        g.add_argument(flag, dest=f"ttt_{key}", metavar=metavar, default=argparse.SUPPRESS, **kw)
+    from raydist.segment.base import flag_specs
+    from raydist.segment.registry import BINARISERS
 
-
-def _str_or_none(v: str) -> str | None:
-    return None if v.lower() == "none" else v
-
-
-def _ttt4as_help() -> list[tuple[str, str, dict]]:
-    import inspect
-
-    from raydist.segment import pseudo_labels as pl
-    from raydist.segment import ttt4as as tt
-
-    defaults = {k: v.default for k, v in inspect.signature(tt.TTT4AS).parameters.items()}
-    flags = [
-        ("--percentile", "percentile", float, "peaks must lie above this percentile of the map"),
-        ("--peak-size", "peak_size", int, "local-maximum window, pixels"),
-        ("--peak-level", "peak_level", float, "drop peaks below median + level * (highest peak - median); 0 = every peak above the percentile"),
-        ("--radius", "radius", int, "positive neighbourhood radius (the cap, for grow)"),
-        ("--neighbourhood", "neighbourhood", str, "disk: every pixel within --radius of a peak; grow: pixels connected to the peak above --grow-level"),
-        ("--grow-level", "grow_level", float, "grow: keep pixels >= median + level * (peak - median)"),
-        ("--erode", "erode", float, "grow: drop region pixels within this distance of its border (px)"),
-        ("--positive-stride", "positive_stride", int, "hard positives kept on a lattice of this step"),
-        ("--unlabelled", "unlabelled", str,
-         "pixels left to the features: thr (above THR's threshold), blob (a peak's blob), none (the paper: all may be nominal)"),
-        ("--unlabelled-level", "unlabelled_level", float, "blob: pixels connected to a peak above median + level * (peak - median)"),
-        ("--unlabelled-radius", "unlabelled_radius", int, "blob: how far from its peak, pixels"),
-        ("--nominal-stride", "nominal_stride", int, "nominal pixels sampled on a lattice of this step"),
-        ("--margin", "margin", int, "no nominal sample within this distance of a positive, pixels"),
-        ("--max-nominal", "max_nominal", int, "cap on nominal samples"),
-        ("--svm-c", "C", float, "SVM regularisation"),
-        ("--class-weight", "class_weight", _str_or_none, "balanced, or none (paper)"),
-        ("--feature-scale", "feature_scale", str, "raw (paper), norm (divide by the image's mean feature norm) or standardize (per channel)"),
-        ("--svm-input", "svm_input", str, "features (backbone grid) or score (the map itself)"),
-        ("--fallback", "fallback", str, "mask of a degenerate image: empty or thr"),
-    ]
-    choices = {"neighbourhood": pl.NEIGHBOURHOODS, "class_weight": ["balanced", None], "unlabelled": pl.UNLABELLED_SOURCES, "feature_scale": tt.FEATURE_SCALES,
-               "svm_input": tt.INPUTS, "fallback": tt.FALLBACKS}  # fmt: skip
-    return [(flag, key, {"type": t, "choices": choices.get(key), "help": f"{h} (default: {defaults[key]})"}) for flag, key, t, h in flags]
-
+    for name, binariser in BINARISERS.items():  # every binariser's params, flags generated from its fields
+        specs = flag_specs(binariser)
+        if not specs:
+            continue
+        g = p.add_argument_group(f"{name} (--segment {name}; defaults and their reasons: README, binarisers)")
+        for f in specs:
+            # choices as the user types them ("none" for None), not as argparse prints the converted values
+            metavar = "{" + ",".join("none" if c is None else str(c) for c in f.choices) + "}" if f.choices else f.field.upper()
+            g.add_argument(f.flag, dest=f"bin__{name}__{f.field}", type=f.type, choices=f.choices, metavar=metavar,
+                           default=argparse.SUPPRESS, help=f.help)  # fmt: skip
 
 
 def eval_config(a: argparse.Namespace):
-    """The validated :class:`~raydist.config.EvalConfig` of the flags given; TTT4AS flags with a
-    binariser list that has no ttt4as are refused rather than ignored."""
+    """The validated :class:`~raydist.config.EvalConfig` of the flags given; a binariser's flags
+    with a --segment list that does not name it are refused rather than ignored."""
     from raydist.config import EvalConfig
 
     kw = {k: getattr(a, k) for k in ("align", "batch_size", "max_pixels", "bank_search", "backbone_runtime") if hasattr(a, k)}
     if hasattr(a, "segment"):
         kw["segment"] = tuple(s for s in a.segment.split(",") if s)
-    ttt = {k[4:]: v for k, v in vars(a).items() if k.startswith("ttt_")}
-    return EvalConfig(ttt4as=ttt, classes=tuple(a.classes) if a.classes else None, **kw)
+    params: dict[str, dict] = {}
+    for dest, value in vars(a).items():
+        if dest.startswith("bin__"):
+            _, name, key = dest.split("__", 2)
+            params.setdefault(name, {})[key] = value
+    return EvalConfig(params=params, classes=tuple(a.classes) if a.classes else None, **kw)
 
 
 def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True, fitting: bool = False) -> None:
@@ -167,10 +140,10 @@ def _add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True
         g.add_argument("--cpus-per-fit-task", type=float, default=1.0, help="Ray: CPUs per fit task")
     if scoring:
         g.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S, metavar="SECONDS",
-                       help="Ray: give up (exit 4, finished units kept) when no unit finishes and no scoring actor starts for this long")  # fmt: skip
+                       help="Ray: give up (exit 4, finished units kept) when nothing finishes or starts for this long and the work waited on fits no node (slow but placeable work is waited for)")  # fmt: skip
     elif fitting:  # one fit unit of a large class can take hours on CPU: no limit unless asked
         g.add_argument("--stall-timeout", type=float, default=None, metavar="SECONDS",
-                       help="Ray: give up (exit 4, fitted units kept) when no fit unit finishes for this long (default: no limit)")  # fmt: skip
+                       help="Ray: give up (exit 4, fitted units kept) when no fit unit finishes for this long and the tasks fit no node (default: no limit)")  # fmt: skip
     if scoring:
         g.add_argument("--workers", type=int, default=None,
                        help="local executor: worker threads, each scoring and binarising one batch at a time with one torch thread (default: one per usable CPU)")  # fmt: skip

@@ -121,7 +121,6 @@ class ModelConfig:
 # longer than one unit takes on any node measured (seconds), and short of a nightly window; a job
 # asking for a GPU on a cluster without one otherwise waits forever (Ray queues it silently).
 STALL_TIMEOUT_S = 3600.0
-BINARISERS = ("thr", "ttt4as", "mebin")  # every binariser a report can hold, in display order
 ALIGNS = ("none", "cada", "class")
 BANK_SEARCHES = ("exact", "bf16")
 RUNTIMES = ("torch", "openvino")  # what runs a CNN backbone's forward pass at evaluation
@@ -131,8 +130,10 @@ RUNTIMES = ("torch", "openvino")  # what runs a CNN backbone's forward pass at e
 class EvalConfig:
     """How an evaluation binarises and what it reads; part of every unit's identity (nightly)."""
 
-    segment: tuple[str, ...] = ("thr", "ttt4as")  # mebin on request: it is a baseline
-    ttt4as: dict[str, Any] = field(default_factory=dict)  # TTT4AS's own parameters; its defaults live in TTT4AS
+    segment: tuple[str, ...] = ("thr", "ttt4as")  # raydist.segment.registry.DEFAULT_SEGMENT; mebin on request: it is a baseline
+    # each configured binariser's hyper-parameters, by name: its Params object, or a dict of the
+    # fields that differ from its defaults (validated and completed here); its defaults live in its Params
+    params: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 8
     classes: tuple[str, ...] | None = None
     align: str | None = None  # unified models: none | cada (default) | class
@@ -147,11 +148,18 @@ class EvalConfig:
     backbone_runtime: str = "torch"
 
     def __post_init__(self) -> None:
+        from raydist.segment.base import make_params
+        from raydist.segment.registry import BINARISERS
+
         segment = tuple(self.segment)
         unknown = sorted(set(segment) - set(BINARISERS))
         if unknown or not segment:
-            raise ConfigError(f"unknown or no binariser(s) {unknown}; choose from {BINARISERS}")
+            raise ConfigError(f"unknown or no binariser(s) {unknown}; choose from {tuple(BINARISERS)}")
         object.__setattr__(self, "segment", tuple(b for b in BINARISERS if b in segment))
+        stray = sorted(set(self.params) - set(self.segment))
+        if stray:
+            raise ConfigError(f"options of {stray} were given but --segment has no {', '.join(stray)}")
+        object.__setattr__(self, "params", {b: make_params(BINARISERS[b].Params, self.params.get(b)) for b in self.segment})
         if self.align is not None and self.align not in ALIGNS:
             raise ConfigError(f"--align must be one of {ALIGNS}, got {self.align!r}")
         if self.batch_size < 1 or self.max_pixels < 1:
@@ -162,24 +170,18 @@ class EvalConfig:
             raise ConfigError(f"--backbone-runtime must be one of {RUNTIMES}, got {self.backbone_runtime!r}")
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(sorted(self.classes)))
-        if "ttt4as" in segment:
-            from raydist.segment.ttt4as import TTT4AS
-
-            object.__setattr__(self, "ttt4as", TTT4AS(**self.ttt4as).get_params())  # validated, every default spelled out
-        elif self.ttt4as:
-            raise ConfigError("TTT4AS options were given but --segment has no ttt4as")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["segment"], d["classes"] = list(self.segment), list(self.classes) if self.classes else None
+        """As written into metrics.json and MLflow: each configured binariser's params under its
+        name (every field spelled out; a binariser without parameters adds no key)."""
+        d: dict[str, Any] = {"segment": list(self.segment)}
+        d.update({b: asdict(p) for b, p in self.params.items() if asdict(p)})
+        d.update({f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("segment", "params")})
+        d["classes"] = list(self.classes) if self.classes else None
         return d
 
-    def make_ttt4as(self):
-        from raydist.segment.ttt4as import TTT4AS
+    def binarisers(self) -> list:
+        """The configured binarisers, built from their params, in display order."""
+        from raydist.segment.registry import BINARISERS
 
-        return TTT4AS(**self.ttt4as) if "ttt4as" in self.segment else None
-
-    def make_mebin(self):
-        from raydist.segment.mebin import MEBin
-
-        return MEBin() if "mebin" in self.segment else None
+        return [BINARISERS[b](p) for b, p in self.params.items()]

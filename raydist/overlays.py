@@ -56,6 +56,7 @@ def render_gallery(data_uri: str, results_uri: str, model_cfg: dict, per_class: 
     import pyarrow.compute as pc
 
     from raydist.data.dataset import open_dataset
+    from raydist.segment.registry import BINARISERS
 
     full = open_dataset(results_dir(results_uri), storage_options, partition_schema=_class_partition()).to_table(filter=pc.field("image_id").isin(list(ids))).to_pylist()
     src = {r["image_id"]: r for r in read_table(data_uri, classes=sorted({r["class_name"] for r in chosen}), splits=["test"], columns=["image_id", "image", "mask", "label"], storage_options=storage_options).to_pylist() if r["image_id"] in ids}
@@ -67,9 +68,7 @@ def render_gallery(data_uri: str, results_uri: str, model_cfg: dict, per_class: 
             continue
         rgb = decode_image(s["image"], r["image_id"])
         gt = decode_mask(s["mask"], r["image_id"], rgb.shape[:2], label=s["label"])
-        masks = {"thr": _png(r["mask_thr"]), "ttt4as": _png(r["mask_ttt4as"])}
-        if r.get("mask_mebin") is not None:
-            masks["mebin"] = _png(r["mask_mebin"])
+        masks = {b: _png(r[f"mask_{b}"]) for b in BINARISERS if r.get(f"mask_{b}") is not None}
         name = r["image_id"].replace("/", "__") + ".png"
         out[name] = overlay_png(r["image_id"], prep.image(rgb), decode_npy(r["score_map"], r["image_id"]).astype(np.float32), prep.mask(gt), masks)
     return out

@@ -47,7 +47,7 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
         (["fit", "--unified", "--method", "cfm"], "cannot be combined with --method cfm"),
         (["fit", "--unified", "--image-score", "max"], "--image-score must be top1"),
         (["fit", "--coreset-ratio", "0"], "--coreset-ratio must be in (0, 1]"),
-        (["evaluate", "--segment", "thr", "--percentile", "95"], "TTT4AS options were given but --segment has no ttt4as"),
+        (["evaluate", "--segment", "thr", "--percentile", "95"], "options of ['ttt4as'] were given but --segment has no ttt4as"),
         (["evaluate", "--segment", "thr,otsu"], "unknown or no binariser(s) ['otsu']"),
         (["evaluate", "--executor", "ray", "--workers", "2"], "--workers sizes the local executor"),
     ],

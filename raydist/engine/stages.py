@@ -17,26 +17,29 @@ from raydist.data.decode import encode_npy, encode_png
 from raydist.engine.scoring import Scored, Scorer
 from raydist.metrics.aggregates import PixelAggregate
 from raydist.metrics.binary import confusion
-from raydist.segment.mebin import MEBin
-from raydist.segment.ttt4as import TTT4AS
+from raydist.segment.base import Binariser
+from raydist.segment.registry import BINARISERS
 from raydist.timing import StageTimes
 
-RESULT_SCHEMA = pa.schema(
-    [
+
+def _result_schema() -> pa.Schema:
+    """One row per image: its identity and score, then each registered binariser's mask (PNG 0/255,
+    null when not asked for) and info columns, then the row's error."""
+    cols = [
         ("image_id", pa.string()),
         ("class_name", pa.string()),
         ("label", pa.int8()),
         ("defect_type", pa.string()),
         ("image_score", pa.float64()),
         ("score_map", pa.binary()),  # .npy float32 (H, W) at the evaluation resolution: the map the binarisers saw
-        ("mask_thr", pa.binary()),  # PNG 0/255
-        ("mask_ttt4as", pa.binary()),  # PNG 0/255
-        ("ttt4as_status", pa.string()),
-        ("ttt4as_reason", pa.string()),
-        ("error", pa.string()),
-        ("mask_mebin", pa.binary()),  # PNG 0/255, when --segment has mebin
     ]
-)
+    for name, b in BINARISERS.items():
+        cols += [(f"mask_{name}", pa.binary())] + [(f"{name}_{c}", pa.string()) for c in b.info_columns]
+    return pa.schema([*cols, ("error", pa.string())])
+
+
+RESULT_SCHEMA = _result_schema()
+Binarised = tuple[dict[str, np.ndarray], dict[str, dict]]  # one image: masks and info dicts, by binariser name
 
 
 def batches(rows: Sequence[dict[str, Any]], batch_size: int) -> list[Sequence[dict[str, Any]]]:
@@ -57,53 +60,51 @@ def score_and_binarise(scorer: Scorer, rows: Sequence[dict[str, Any]], cfg: Eval
     return scored, binarise_all(scored, cfg, times), times
 
 
-def binarise_all(scored: Sequence[Scored], cfg: EvalConfig, times: StageTimes | None = None) -> list[tuple[dict[str, np.ndarray], dict]]:
-    """:func:`binarise` over images, the binarisers built once."""
-    ttt4as, mebin = cfg.make_ttt4as(), cfg.make_mebin()
-    return [binarise(s, ttt4as, mebin, times) for s in scored]
+def binarise_all(scored: Sequence[Scored], cfg: EvalConfig, times: StageTimes | None = None) -> list[Binarised]:
+    """:func:`binarise` over images, the configured binarisers built once."""
+    binarisers = cfg.binarisers()
+    return [binarise(s, binarisers, times) for s in scored]
 
 
-def binarise(s: Scored, ttt4as: TTT4AS | None, mebin: MEBin | None = None, times: StageTimes | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """The per-image binarisers' masks of one scored image ({} when the row already failed) and
-    TTT4AS's info. THR's mask is made at scoring time (it needs only the nominal statistics)."""
+def binarise(s: Scored, binarisers: Sequence[Binariser], times: StageTimes | None = None) -> Binarised:
+    """Each binariser's mask and info for one scored image (nothing when the row already failed).
+    A binariser that reports a status (an info column) and fails on one image records the error
+    there and gives no mask; the others' failures are the unit's, as a bug should be."""
     if s.error is not None:
         return {}, {}
     times = times if times is not None else StageTimes()
     masks: dict[str, np.ndarray] = {}
-    info: dict = {}
-    if ttt4as is not None:
-        with times("ttt4as"):
+    info: dict[str, dict] = {}
+    for b in binarisers:
+        with times(b.name):
             try:
-                masks["ttt4as"], info = ttt4as.fit_predict(s.score_map, s.feature_grids(), s.thr_region)
-            except Exception as e:  # a per-image SVM failure must not kill the unit
-                info = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
-    if mebin is not None:
-        with times("mebin"):
-            masks["mebin"] = mebin.predict(s.score_map)[0]
+                masks[b.name], info[b.name] = b.binarise(s)
+            except Exception as e:
+                if "status" not in b.info_columns:
+                    raise
+                info[b.name] = {"status": "error", "reason": f"{type(e).__name__}: {e}"}
     return masks, info
 
 
-def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict) -> dict[str, Any]:
+def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict[str, dict]) -> dict[str, Any]:
     ok = s.error is None
-    ttt_mask, mebin_mask = masks.get("ttt4as"), masks.get("mebin")
-    return {
+    row = {
         "image_id": s.image_id,
         "class_name": s.class_name,
         "label": s.label,
         "defect_type": s.defect_type,
         "image_score": s.image_score if ok else None,
         "score_map": encode_npy(s.score_map.astype(np.float32)) if ok else None,
-        "mask_thr": encode_png(s.thr_mask) if ok else None,
-        "mask_ttt4as": encode_png(ttt_mask) if ttt_mask is not None else None,
-        "ttt4as_status": info.get("status"),
-        "ttt4as_reason": info.get("reason"),
-        "error": s.error,
-        "mask_mebin": encode_png(mebin_mask) if mebin_mask is not None else None,
     }
+    for name, b in BINARISERS.items():
+        row[f"mask_{name}"] = encode_png(masks[name]) if name in masks else None
+        row.update({f"{name}_{c}": info.get(name, {}).get(c) for c in b.info_columns})
+    row["error"] = s.error
+    return row
 
 
 def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: float, times: StageTimes | None = None,
-                 binarised: Sequence[tuple[dict[str, np.ndarray], dict]] | None = None) -> tuple[pa.Table, dict[str, Any]]:  # fmt: skip
+                 binarised: Sequence[Binarised] | None = None) -> tuple[pa.Table, dict[str, Any]]:  # fmt: skip
     """Binarise one unit's images: its result table and its summary (exact per-image counts,
     mergeable per-class pixel histograms): all ``metrics.json`` is ever computed from.
     ``binarised``: the images' :func:`binarise_all` output when already made. Stage seconds are
@@ -120,8 +121,6 @@ def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: fl
         if s.error is None:
             with times("metric_counts"):
                 aggs.setdefault(s.class_name, PixelAggregate.universal(offset)).add(s.gt, s.score_map)
-                if "thr" in cfg.segment:
-                    im["counts"]["thr"] = confusion(s.gt, s.thr_mask)
                 for b, m in masks.items():
                     im["counts"][b] = confusion(s.gt, m)
         images.append(im)

@@ -19,8 +19,9 @@ from raydist.metrics.aupro import aupro
 from raydist.metrics.binary import mask_prf
 from raydist.metrics.image import i_ap, i_auroc
 from raydist.metrics.pixel import p_ap, p_auroc
+from raydist.segment.registry import BINARISERS as REGISTRY
 
-BINARISERS = ("thr", "ttt4as", "mebin")  # every binariser a report can hold, in display order
+BINARISERS = tuple(REGISTRY)  # every binariser a report can hold, in display order
 SCORE_METRICS = ("i_auroc", "i_ap", "p_auroc", "p_ap", "aupro_30", "aupro_1")
 BINARY_METRICS = ("precision", "recall", "f1", "f1_pooled")
 

@@ -15,33 +15,54 @@ on a nominal image MEBin still finds a "main element" (F1 is measured on anomalo
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
+from typing import Any, ClassVar
+
 import numpy as np
 from scipy import ndimage
 
-from raydist.errors import ConfigError
+from raydist.segment.base import ScoredImage, make_params, param, validate
+
+_at_least_1 = (lambda v: v >= 1, ">= 1")
+
+
+@dataclass(frozen=True)
+class MEBinParams:
+    """MEBin's sweep; every default is AnomalyNCD's."""
+
+    levels: int = param(256, "the map's [median, max] range is quantised to this many levels", "AnomalyNCD maps to 8 bits before sweeping",
+                        check=(lambda v: v >= 2, ">= 2"))
+    sample_rate: int = param(4, "sweep every n-th level", "AnomalyNCD's default", check=_at_least_1)
+    min_interval_len: int = param(4, "a stable run must span at least this many sweep steps, else the mask is empty", "AnomalyNCD's default",
+                                  check=_at_least_1)
+    erode: bool = param(True, "erode each binarisation (and the final mask) with a kernel x kernel square before counting components",
+                        "AnomalyNCD: on, to split weakly joined blobs and drop specks")
+    kernel: int = param(6, "erosion square side, pixels", "AnomalyNCD's 6 x 6", check=_at_least_1)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 class MEBin:
-    """Per-image MEBin binariser. Defaults are AnomalyNCD's.
+    """Per-image MEBin binariser (hyper-parameters: :class:`MEBinParams`)."""
 
-    Parameters:
-        levels: the map's [median, max] range is quantised to this many levels (256: AnomalyNCD
-            maps to 8-bit before sweeping).
-        sample_rate: sweep every ``sample_rate``-th level (4: AnomalyNCD's default).
-        min_interval_len: a stable run must span at least this many sweep steps (4, AnomalyNCD),
-            else the image is degenerate and the mask empty.
-        erode: erode each binarisation with a ``kernel`` x ``kernel`` square before counting and
-            in the final mask (AnomalyNCD: on, 6 x 6).
-    """
+    name: ClassVar[str] = "mebin"
+    Params: ClassVar[type] = MEBinParams
+    needs: ClassVar[frozenset[str]] = frozenset({"map"})
+    info_columns: ClassVar[tuple[str, ...]] = ()
+    flag_prefix: ClassVar[str] = "mebin-"
 
-    def __init__(self, levels: int = 256, sample_rate: int = 4, min_interval_len: int = 4, erode: bool = True, kernel: int = 6):
-        if levels < 2 or sample_rate < 1 or min_interval_len < 1 or kernel < 1:
-            raise ConfigError("MEBin needs levels >= 2, sample_rate >= 1, min_interval_len >= 1, kernel >= 1")
-        self.levels, self.sample_rate, self.min_interval_len = levels, sample_rate, min_interval_len
-        self.erode, self.kernel = erode, kernel
+    def __init__(self, params: MEBinParams | dict | None = None, **overrides: Any):
+        base = make_params(MEBinParams, params)
+        self.params = replace(base, **overrides) if overrides else base
+        self.levels, self.sample_rate, self.min_interval_len = self.params.levels, self.params.sample_rate, self.params.min_interval_len
+        self.erode, self.kernel = self.params.erode, self.params.kernel
 
     def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in ("levels", "sample_rate", "min_interval_len", "erode", "kernel")}
+        return asdict(self.params)
+
+    def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
+        return self.predict(image.score_map)
 
     def _binarise(self, q: np.ndarray, level: int) -> np.ndarray:
         b = q > level

@@ -23,25 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from raydist.errors import ConfigError
+from raydist.segment.ttt4as_params import TTT4ASParams
 
-# Defaults (reasons in :func:`pseudo_labels`); TTT4AS and the CLI take them from here.
-PERCENTILE = 99.0
-PEAK_SIZE = 3
-RADIUS = 2
-NOMINAL_STRIDE = 8
-MARGIN = 8
-NEIGHBOURHOOD = "disk"
-GROW_LEVEL = 0.85
-UNLABELLED = "thr"
-UNLABELLED_SOURCES = ("thr", "blob", "none")
-UNLABELLED_LEVEL = 0.5
-UNLABELLED_RADIUS = 128
-NEIGHBOURHOODS = ("disk", "grow")
-POSITIVE_STRIDE = 2
-ERODE = 0.0
-PEAK_LEVEL = 0.0
-
+DEFAULTS = TTT4ASParams()
 
 def disk(radius: int) -> np.ndarray:
     r = int(radius)
@@ -58,59 +42,11 @@ class PseudoLabels:
     unlabelled: str = "none"  # where the unlabelled pixels came from: "thr", "blob" or "none"
 
 
-def validate_params(
-    percentile: float, peak_size: int, radius: int, nominal_stride: int, margin: int,
-    neighbourhood: str = NEIGHBOURHOOD, grow_level: float = GROW_LEVEL, positive_stride: int = POSITIVE_STRIDE,
-    peak_level: float = PEAK_LEVEL, erode: float = ERODE, unlabelled: str = UNLABELLED, unlabelled_level: float = UNLABELLED_LEVEL,
-    unlabelled_radius: int = UNLABELLED_RADIUS,
-) -> None:  # fmt: skip
-    if not 0 <= percentile < 100:
-        raise ConfigError(f"percentile must be in [0, 100), got {percentile}")
-    if neighbourhood not in NEIGHBOURHOODS:
-        raise ConfigError(f"neighbourhood must be one of {NEIGHBOURHOODS}, got {neighbourhood!r}")
-    if positive_stride < 1:
-        raise ConfigError(f"positive_stride must be >= 1, got {positive_stride}")
-    if erode < 0:
-        raise ConfigError(f"erode must be >= 0, got {erode}")
-    if not 0 <= peak_level < 1:
-        raise ConfigError(f"peak_level must be in [0, 1), got {peak_level}")
-    if not 0 <= grow_level < 1:
-        raise ConfigError(f"grow_level must be in [0, 1), got {grow_level}")
-    if unlabelled not in UNLABELLED_SOURCES:
-        raise ConfigError(f"unlabelled must be one of {UNLABELLED_SOURCES}, got {unlabelled!r}")
-    if not 0 <= unlabelled_level < 1:
-        raise ConfigError(f"unlabelled_level must be in [0, 1), got {unlabelled_level}")
-    if unlabelled_radius < 0:
-        raise ConfigError(f"unlabelled_radius must be >= 0, got {unlabelled_radius}")
-    if peak_size < 1 or radius < 0 or nominal_stride < 1 or margin < 0:
-        raise ConfigError(
-            f"need peak_size >= 1, radius >= 0, nominal_stride >= 1, margin >= 0; got "
-            f"{peak_size}, {radius}, {nominal_stride}, {margin}"
-        )
+def pseudo_labels(score_map: np.ndarray, params: TTT4ASParams = DEFAULTS, thr_mask: np.ndarray | None = None) -> PseudoLabels:
+    """Pseudo-label one (H, W) map with ``params``' pseudo-labelling fields (validated when made);
+    ``thr_mask``: THR's mask of the image (None without nominal statistics).
 
-
-def pseudo_labels(
-    score_map: np.ndarray,
-    percentile: float = PERCENTILE,
-    peak_size: int = PEAK_SIZE,
-    radius: int = RADIUS,
-    nominal_stride: int = NOMINAL_STRIDE,
-    margin: int = MARGIN,
-    max_nominal: int | None = None,
-    seed: int = 0,
-    neighbourhood: str = NEIGHBOURHOOD,
-    grow_level: float = GROW_LEVEL,
-    positive_stride: int = POSITIVE_STRIDE,
-    peak_level: float = PEAK_LEVEL,
-    erode: float = ERODE,
-    unlabelled: str = UNLABELLED,
-    unlabelled_level: float = UNLABELLED_LEVEL,
-    unlabelled_radius: int = UNLABELLED_RADIUS,
-    thr_mask: np.ndarray | None = None,
-) -> PseudoLabels:
-    """Pseudo-label one (H, W) map.
-
-    Defaults and why (the paper fixes only the percentile; every other default was chosen on the
+    Defaults (:class:`~raydist.segment.ttt4as_params.TTT4ASParams`) and why (the paper fixes only the percentile; every other default was chosen on the
     real development set, MVTec AD bottle + KolektorSDD, checked on the MVTec 3D-AD tire sample and
     generated data; the README's TTT4AS section has the table):
         percentile=99: the paper's setting; its ablation is flat from 95 to 99.5.
@@ -156,10 +92,9 @@ def pseudo_labels(
             more pixels than a small defect, so secondary noise peaks pass the percentile; 0.9
             gave KolektorSDD +0.01 and bottle -0.01, so it stays off.
     """
-    validate_params(
-        percentile, peak_size, radius, nominal_stride, margin, neighbourhood, grow_level, positive_stride, peak_level, erode,
-        unlabelled, unlabelled_level, unlabelled_radius,
-    )  # fmt: skip
+    p = params
+    percentile, peak_size, radius, nominal_stride, margin = p.percentile, p.peak_size, p.radius, p.nominal_stride, p.margin
+    neighbourhood, unlabelled, peak_level, positive_stride, max_nominal = p.neighbourhood, p.unlabelled, p.peak_level, p.positive_stride, p.max_nominal
     s = np.asarray(score_map, dtype=np.float32)
     if s.ndim != 2:
         raise ValueError(f"score map must be 2-D, got shape {s.shape}")
@@ -178,7 +113,7 @@ def pseudo_labels(
     if peak_level > 0:
         peaks &= s >= med + peak_level * (float(s[peaks].max()) - med)
     if neighbourhood == "grow":
-        pos = grown_neighbourhood(s, np.argwhere(peaks), med, radius, grow_level, erode)
+        pos = grown_neighbourhood(s, np.argwhere(peaks), med, radius, p.grow_level, p.erode)
     else:
         # "within r of a True pixel" via the exact Euclidean distance transform: the same set as a
         # dilation by disk(r), at O(H*W) cost whatever the radius
@@ -189,14 +124,14 @@ def pseudo_labels(
             raise ValueError(f"THR mask shape {np.shape(thr_mask)} differs from the score map's {s.shape}")
         labelled_or_unsure = pos | peak_components(np.asarray(thr_mask, dtype=bool), peaks)
     elif source == "blob":
-        labelled_or_unsure = pos | grown_neighbourhood(s, np.argwhere(peaks), med, unlabelled_radius, unlabelled_level)
+        labelled_or_unsure = pos | grown_neighbourhood(s, np.argwhere(peaks), med, p.unlabelled_radius, p.unlabelled_level)
     excl = ndimage.distance_transform_edt(~labelled_or_unsure) <= margin
     grid = np.zeros_like(pos)
     off = nominal_stride // 2
     grid[off::nominal_stride, off::nominal_stride] = True
     neg = np.argwhere(grid & ~excl)
     if max_nominal is not None and len(neg) > max_nominal:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(p.seed)
         neg = neg[np.sort(rng.choice(len(neg), size=max_nominal, replace=False))]
     reason = None
     if len(neg) == 0:

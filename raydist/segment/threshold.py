@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from raydist.errors import ConfigError
+from raydist.segment.base import ScoredImage, make_params
 
 
 class Threshold:
@@ -50,3 +53,29 @@ class Threshold:
 
     def predict(self, score_map: np.ndarray) -> np.ndarray:
         return np.asarray(score_map) > self.threshold
+
+
+@dataclass(frozen=True)
+class THRParams:
+    """THR has no evaluation-time parameter: its ``k`` (``--thr-k``) is part of the fitted model,
+    with the nominal statistics it multiplies."""
+
+
+class THR:
+    """The baseline binariser: THR's mask, made at scoring from the class's nominal statistics
+    (``score > mu + k * sigma``; :class:`Threshold`), as it needs nothing of the image but its map."""
+
+    name: ClassVar[str] = "thr"
+    Params: ClassVar[type] = THRParams
+    needs: ClassVar[frozenset[str]] = frozenset({"map", "nominal"})
+    info_columns: ClassVar[tuple[str, ...]] = ()
+    flag_prefix: ClassVar[str] = "thr-"
+
+    def __init__(self, params: THRParams | dict | None = None):
+        self.params = make_params(THRParams, params)
+
+    def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
+        shape = np.shape(image.score_map)
+        if image.thr_region is None:  # no nominal statistics: no claim
+            return np.zeros(shape, bool), {"status": "degenerate", "reason": "no nominal statistics"}
+        return np.asarray(image.thr_mask, dtype=bool), {"status": "ok"}

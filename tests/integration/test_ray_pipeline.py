@@ -148,7 +148,7 @@ def test_nightly_redoes_everything_when_model_or_options_change(executor, local_
     assert _comparable(second) == _comparable(fresh)
     assert _comparable(second) != _comparable(first)
     # (b) other TTT4AS options
-    opts = EvalConfig(ttt4as={"percentile": 95.0})
+    opts = EvalConfig(params={"ttt4as": {"percentile": 95.0}})
     third = run(synth_uri, model, out, opts, resume=True)
     assert third["timing"]["images_evaluated"] == 30
     assert _comparable(third) == _comparable(fresh_run(synth_uri, model, str(tmp_path / "fresh95"), opts))

@@ -1,0 +1,17 @@
+"""Every binariser, by its ``--segment`` name, in display order (tables, result columns).
+
+Adding one: a module implementing :class:`~raydist.segment.base.Binariser`, and one line here.
+The engine, the CLI flags, the result columns and the metric keys all come from this table.
+"""
+
+from __future__ import annotations
+
+from raydist.segment.base import Binariser
+from raydist.segment.mebin import MEBin
+from raydist.segment.threshold import THR
+from raydist.segment.ttt4as import TTT4AS
+
+BINARISERS: dict[str, type[Binariser]] = {b.name: b for b in (THR, TTT4AS, MEBin)}
+DEFAULT_SEGMENT = ("thr", "ttt4as")  # MEBin on request: it is a baseline
+
+__all__ = ["BINARISERS", "DEFAULT_SEGMENT"]
