@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from raydist.contracts import Scored
 from raydist.data.dataset import iter_batches
-from raydist.engine.scoring import Scored, Scorer
+from raydist.engine.scoring import Scorer
 from raydist.metrics.aupro import aupro
 from raydist.metrics.binary import confusion, prf_from_counts
 from raydist.metrics.image import i_auroc

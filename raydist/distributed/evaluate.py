@@ -19,9 +19,10 @@ from typing import Any
 import ray
 
 from raydist.config import STALL_TIMEOUT_S, EvalConfig
+from raydist.contracts import Scored
 from raydist.engine import results
 from raydist.engine.evaluate import finish, plan
-from raydist.engine.scoring import DEFAULT_CACHE_MB, Scored, Scorer
+from raydist.engine.scoring import DEFAULT_CACHE_MB, Scorer
 from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
 from raydist.errors import ConfigError, StalledError

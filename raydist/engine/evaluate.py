@@ -139,10 +139,10 @@ def evaluate(
     ``on_progress`` is called after each unit (e.g. to log progress to the tracking run).
 
     Each worker runs one batch at a time through both stages' per-image work (decode, features,
-    bank search, THR, TTT4AS, MEBin) with one torch thread, as a Ray scoring actor with one CPU
+    bank search, the configured binarisers) with one torch thread, as a Ray scoring actor with one CPU
     does, so the two executors' numbers are identical. Independent single-threaded pipelines use
     the CPUs better than one pipeline of multi-threaded operations: decoding, liblinear and PNG
-    encoding release the GIL, and no thread waits at another's barrier (bottle, THR + TTT4AS, 2
+    encoding release the GIL, and no thread waits at another's barrier (bottle, the default binarisers, 2
     CPUs, once the scorer is built, medians of 6 interleaved runs: 23.9 -> 25.9 images/s against
     one two-threaded scoring thread with a binarising thread beside it). Workers share one scorer (one backbone,
     one set of resident banks). This thread writes each unit while the workers score the next

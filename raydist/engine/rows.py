@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from raydist.contracts import Decoded
 from raydist.data.decode import DEFAULT_MAX_PIXELS, decode_image, decode_mask
 from raydist.errors import DuplicateImageIdError, InvalidPointCloudError
 from raydist.features.preprocess import Preprocess
@@ -18,18 +16,6 @@ def input_columns(needs_xyz: bool) -> list[str]:
     """The columns a method reads: the point cloud only for multimodal ones (an 800-px MVTec 3D-AD
     cloud is 7.7 MB per row; reading it for RGB-only PatchCore cost ~65 ms per row)."""
     return INPUT_COLUMNS if needs_xyz else [c for c in INPUT_COLUMNS if c != "xyz"]
-
-
-@dataclass
-class Decoded:
-    image_id: str
-    class_name: str
-    label: int
-    defect_type: str
-    image: np.ndarray  # (H, W, 3) uint8 at the model's size
-    gt: np.ndarray  # (H, W) bool
-    xyz: np.ndarray | None = None  # (H, W, 3) float32, NaN = no point / background; multimodal methods only
-    orig_shape: tuple[int, int] | None = None  # (H, W) of the stored image, before resizing and cropping
 
 
 def image_id_of(row: dict[str, Any]) -> str:

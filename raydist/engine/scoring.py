@@ -6,52 +6,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from raydist.config import EvalConfig, ModelConfig
-from raydist.engine.rows import Decoded, check_duplicate, decode_row, image_id_of, input_columns
+from raydist.contracts import Decoded, Scored, thr_mask
+from raydist.engine.rows import check_duplicate, decode_row, image_id_of, input_columns
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
 from raydist.methods import Detector, detector_class
 from raydist.model_store import ALL, load_detector, load_meta
-from raydist.segment.threshold import Threshold
 from raydist.timing import StageTimes
-
-
-@dataclass
-class Scored:
-    """What scoring hands to segmentation for one image."""
-
-    image_id: str
-    class_name: str
-    label: int
-    defect_type: str
-    image_score: float | None = None
-    score_map: np.ndarray | None = None  # (H, W) float32
-    features: np.ndarray | None = None  # (D, h, w) float16: compact hand-off to TTT4AS
-    gt: np.ndarray | None = None
-    thr_mask: np.ndarray | None = None
-    thr_known: bool = True  # False when the class has no nominal statistics (maps without val rows): thr_mask is then empty
-    image: np.ndarray | None = None  # kept only on request (overlays, benchmarks)
-    error: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # method-specific report fields (unified: variant_scores, group)
-    feature_blocks: tuple[int, ...] | None = None  # channels of each concatenated feature grid (CFM: 2D, 3D)
-
-    def feature_grids(self) -> list[np.ndarray]:
-        """The feature grids TTT4AS trains on, as float32: one per block (CFM: 2D, 3D), so each is scaled on its own."""
-        f = self.features.astype(np.float32)
-        if not self.feature_blocks:
-            return [f]
-        return np.split(f, np.cumsum(self.feature_blocks)[:-1], axis=0)
-
-    @property
-    def thr_region(self) -> np.ndarray | None:
-        """THR's mask for TTT4AS (its unlabelled pixels, its fallback); None without nominal statistics."""
-        return self.thr_mask if self.thr_known else None
-
 
 DEFAULT_CACHE_MB = 4096.0  # per scorer (a process or an actor); measured: the bottle bank (10% of 167 images, 13,093 x 152 float16) is 4 MB
 
@@ -159,7 +125,7 @@ class Scorer:
                         continue
                     o.score_map, o.image_score, o.gt = batch.maps[j].astype(np.float32), float(batch.image_scores[j]), d.gt
                     o.features = batch.features[j].astype(np.float16)
-                    o.thr_mask = Threshold.from_stats(*batch.nominal[j], k=self.cfg.thr_k).predict(o.score_map)
+                    o.thr_mask = thr_mask(o.score_map, *batch.nominal[j], k=self.cfg.thr_k)
                     o.thr_known = bool(np.isfinite(batch.nominal[j]).all())
                     o.extras = batch.extras[j]
                     o.feature_blocks = batch.feature_blocks

@@ -13,8 +13,9 @@ import numpy as np
 import pyarrow as pa
 
 from raydist.config import EvalConfig
+from raydist.contracts import Scored
 from raydist.data.decode import encode_npy, encode_png
-from raydist.engine.scoring import Scored, Scorer
+from raydist.engine.scoring import Scorer
 from raydist.metrics.aggregates import PixelAggregate
 from raydist.metrics.binary import confusion
 from raydist.segment.base import Binariser

@@ -3,32 +3,20 @@
 A detector turns decoded images into score maps. The engine never asks which one it has: it
 fits one per *fit unit* (a class, or the whole archive for ``scope = "archive"``), stores its
 ``state()`` generically, and scores with it. Binarisers (THR, TTT4AS, MEBin) see only a
-:class:`ScoreBatch`: maps, the features TTT4AS trains on, and the nominal statistics THR uses.
+:class:`~raydist.contracts.ScoreBatch`: maps, the features TTT4AS trains on, and the nominal
+statistics THR uses. The types crossing these seams live in :mod:`raydist.contracts`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 
-from raydist.engine.rows import Decoded
+from raydist.contracts import Decoded, ScoreBatch
 from raydist.features.encoder import Encoder
-from raydist.segment.threshold import Threshold
-
-
-@dataclass
-class ScoreBatch:
-    maps: np.ndarray  # (N, H, W) float32 at the encoder's size
-    image_scores: np.ndarray  # (N,)
-    features: np.ndarray  # (N, D, h, w): what a feature-based binariser (TTT4AS) trains on
-    nominal: np.ndarray  # (N, 2): mu, sigma of the nominal validation pixels each map is compared with (THR)
-    extras: list[dict[str, Any]] = field(default_factory=list)  # per image, method-specific report fields
-    errors: list[str | None] | None = None  # per image: why the detector could not score it (a row error), else None
-    feature_blocks: tuple[int, ...] | None = None  # channels of each concatenated grid (CFM: 2D, 3D): TTT4AS scales each on its own
 
 
 class Detector(Protocol):
@@ -95,12 +83,6 @@ def require(train: Sequence[Decoded], val: Sequence[Decoded]) -> None:
         raise ConfigError("no decodable nominal train image")
     if not val:
         raise ConfigError("no nominal val image for the THR statistics (ingest with --val-fraction > 0)")
-
-
-def nominal_stats(maps: np.ndarray, k: float) -> dict[str, float]:
-    """THR's statistics of nominal validation maps (the threshold is mu + k sigma)."""
-    t = Threshold(k).fit(maps)
-    return {"mu": float(t.mu), "sigma": float(t.sigma)}
 
 
 def tile_nominal(stats: dict[str, float], n: int) -> np.ndarray:

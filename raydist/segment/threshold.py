@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from raydist.contracts import nominal_stats, thr_mask
 from raydist.errors import ConfigError
 from raydist.segment.base import ScoredImage, make_params
 
@@ -27,16 +28,8 @@ class Threshold:
         self.sigma: float | None = None
 
     def fit(self, maps: Iterable[np.ndarray]) -> Threshold:
-        n, s, s2 = 0, 0.0, 0.0
-        for m in maps:
-            m = np.asarray(m, dtype=np.float64)
-            n += m.size
-            s += float(m.sum())
-            s2 += float((m * m).sum())
-        if n == 0:
-            raise ValueError("THR needs at least one nominal validation map")
-        self.mu = s / n
-        self.sigma = float(np.sqrt(max(s2 / n - self.mu**2, 0.0)))
+        stats = nominal_stats(maps)
+        self.mu, self.sigma = stats["mu"], stats["sigma"]
         return self
 
     @classmethod
@@ -52,7 +45,9 @@ class Threshold:
         return self.mu + self.k * self.sigma
 
     def predict(self, score_map: np.ndarray) -> np.ndarray:
-        return np.asarray(score_map) > self.threshold
+        if self.mu is None or self.sigma is None:
+            raise RuntimeError("Threshold is not fitted")
+        return thr_mask(score_map, self.mu, self.sigma, self.k)
 
 
 @dataclass(frozen=True)

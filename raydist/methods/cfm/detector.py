@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydist.engine.rows import Decoded
+from raydist.contracts import Decoded, ScoreBatch, nominal_stats
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
+from raydist.methods.base import BaseDetector, require, tile_nominal
 from raydist.methods.cfm.crossmodal import CrossmodalMapping
 
 
@@ -71,7 +71,7 @@ class CFMDetector(BaseDetector):
         grids, f3, frac = self._features(encoder, train)
         self.mapping.fit(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac))
         maps, _ = self._score(*self._features(encoder, val), encoder.size)
-        self.info = {"thr": nominal_stats(maps, self.cfg.thr_k), "n_train": len(train), "n_val": len(val), "dims": [grids.shape[1], f3.shape[1]]}
+        self.info = {"thr": nominal_stats(maps), "n_train": len(train), "n_val": len(val), "dims": [grids.shape[1], f3.shape[1]]}
         return self
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:

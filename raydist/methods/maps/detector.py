@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from raydist.engine.rows import Decoded
+from raydist.contracts import Decoded, ScoreBatch, nominal_stats
 from raydist.errors import DuplicateImageIdError, MissingMapError, RowError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, tile_nominal
+from raydist.methods.base import BaseDetector, tile_nominal
 from raydist.methods.maps.align import align_map, decode_map
 from raydist.methods.maps.store import MapStore
 from raydist.methods.patchcore.patchcore import image_scores
@@ -63,7 +63,7 @@ class ExternalMapsDetector(BaseDetector):
     def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> ExternalMapsDetector:
         maps, _, errors = self.maps(encoder, val)
         ok = [m for m in maps if m is not None]
-        self.info = {"thr": nominal_stats(np.stack(ok), self.cfg.thr_k) if ok else None, "n_train": 0, "n_val": len(ok),
+        self.info = {"thr": nominal_stats(np.stack(ok)) if ok else None, "n_train": 0, "n_val": len(ok),
                      "val_map_errors": [e for e in errors if e]}  # fmt: skip
         return self
 

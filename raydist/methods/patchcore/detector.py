@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydist.engine.rows import Decoded
+from raydist.contracts import Decoded, ScoreBatch, nominal_stats
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
+from raydist.methods.base import BaseDetector, require, tile_nominal
 from raydist.methods.patchcore.knn import warm_up_search
 from raydist.methods.patchcore.patchcore import PatchCore
 
@@ -33,7 +33,7 @@ class PatchCoreDetector(BaseDetector):
         self.model.fit(encoder.extract([d.image for d in train]))
         maps, _ = self.model.score(encoder.extract([d.image for d in val]), encoder.size)
         bank = self.model.bank
-        self.info = {"thr": nominal_stats(maps, self.cfg.thr_k), "n_train": len(train), "n_val": len(val),
+        self.info = {"thr": nominal_stats(maps), "n_train": len(train), "n_val": len(val),
                      "bank_size": int(bank.shape[0]), "dim": int(bank.shape[1])}  # fmt: skip
         return self
 

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydist.engine.rows import Decoded
+from raydist.contracts import Decoded, ScoreBatch, nominal_stats
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, ScoreBatch, nominal_stats, require, tile_nominal
+from raydist.methods.base import BaseDetector, require, tile_nominal
 from raydist.methods.patchcore.knn import warm_up_search
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
@@ -95,8 +95,8 @@ class UnifiedDetector(BaseDetector):
         vraw = score_routed(self.banks, vgrids, self._groups(vgrids), encoder.size)
         variants = self._variants(vraw, vgrids, [d.class_name for d in val])
         self.info.update(
-            thr=nominal_stats(variants["cada"], self.cfg.thr_k),  # the default alignment's, for logs and metric bins
-            thr_by_align={a: nominal_stats(m, self.cfg.thr_k) for a, m in variants.items()},
+            thr=nominal_stats(variants["cada"]),  # the default alignment's, for logs and metric bins
+            thr_by_align={a: nominal_stats(m) for a, m in variants.items()},
             n_groups=len(self.banks), banks=[int(b.bank.shape[0]) for b in self.banks], n_train=len(train), n_val=len(val),
             cada=self.cada.get_params(), silhouettes=self.router.silhouettes if self.router else {},
         )  # fmt: skip
