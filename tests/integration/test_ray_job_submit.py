@@ -33,6 +33,26 @@ def own_processes(markers: tuple[str, ...]) -> list:
     return list(found.values())
 
 
+def wait_until_serving(url: str, limit_s: float = 180.0) -> None:
+    """`ray start` returns before its dashboard (the Jobs API) listens; on a busy machine that takes
+    tens of seconds. Any HTTP answer (401 without the token included) means it serves."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 @pytest.fixture
 def ray_head(tmp_path):
     import shutil
@@ -53,6 +73,7 @@ def ray_head(tmp_path):
     token = (tmp_path / "token").read_text().strip()
     assert token not in proc.stdout + proc.stderr  # the script never prints the token
     env["RAY_AUTH_MODE"] = "token"  # a client needs the mode and the token (here from the file)
+    wait_until_serving(f"http://127.0.0.1:{dash}/api/version")
     try:
         yield f"http://127.0.0.1:{dash}", env
     finally:
