@@ -2,7 +2,7 @@
 
 ``ModelConfig`` goes into ``model.json``, ``EvalConfig`` into ``metrics.json`` (beside the model's),
 and both into the MLflow params. The CLI builds its fit flags from :class:`ModelConfig`'s fields
-(:func:`raydist.cli.add_config_args`), so each default lives here and nowhere else; TTT4AS's
+(:func:`raydist.cli.args.add_config_args`), so each default lives here and nowhere else; TTT4AS's
 defaults live in its constructor. A flag that does not apply to the chosen method is refused,
 never ignored.
 """

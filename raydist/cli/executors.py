@@ -1,0 +1,42 @@
+"""Which executor runs a verb, chosen once from its flags: the local loop, or Ray (embedded, or
+the cluster at --address / RAY_ADDRESS)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from raydist.errors import ConfigError
+
+
+def check(a: argparse.Namespace) -> None:
+    """Refuse flags the chosen executor would ignore (before any work or tracking starts)."""
+    if a.executor == "ray" and getattr(a, "workers", None) is not None:
+        raise ConfigError("--workers sizes the local executor; on Ray use --num-actors and --cpus-per-task")
+
+
+def fit(a: argparse.Namespace, cfg, out: str, batch_size: int) -> dict[str, Any]:
+    """Fit ``cfg`` on ``a.data`` into ``out``."""
+    if a.executor == "ray":
+        from raydist.distributed import evaluate as dist
+        from raydist.distributed.fit import fit as fit_ray
+
+        dist.init(a.address, a.num_cpus)
+        return fit_ray(a.data, out, cfg, a.classes, batch_size, a.gpus_per_fit_task, a.cpus_per_fit_task, stall_s=a.stall_timeout)
+    from raydist.engine.fit import fit as fit_local
+
+    return fit_local(a.data, out, cfg, a.classes, batch_size, log=print)
+
+
+def evaluate(a: argparse.Namespace, model: str, cfg, resume: bool, on_progress=None) -> dict[str, Any]:
+    """Evaluate ``model`` on ``a.data`` into ``a.out`` (``resume``: nightly) and return the report."""
+    check(a)
+    if a.executor == "ray":
+        from raydist.distributed import evaluate as dist
+
+        dist.init(a.address, a.num_cpus)
+        res = dist.Resources(a.num_actors, a.gpus_per_actor, a.cpus_per_actor, a.cpus_per_task)
+        return dist.evaluate(a.data, model, a.out, cfg, res, resume=resume, cache_mb=a.cache_mb, on_progress=on_progress, stall_s=a.stall_timeout)
+    from raydist.engine.evaluate import evaluate as evaluate_local
+
+    return evaluate_local(a.data, model, a.out, cfg, resume=resume, log=print, on_progress=on_progress, cache_mb=a.cache_mb, workers=a.workers)
