@@ -1,8 +1,10 @@
 """One filesystem helper for local paths and ``s3://`` URIs.
 
 Endpoint, region and credentials come from the standard AWS environment variables
-(``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID`` ...) or from explicit
-``storage_options``. They are handed to s3fs only: nothing here logs or returns them.
+(``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE`` ...) or from
+``storage_options``: passed explicitly, or set for the whole process by :func:`use_options` (the
+CLI's ``--storage-options``, forwarded by the Ray executor to its actors and tasks). They are
+handed to fsspec / s3fs only: nothing here logs or returns them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,21 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+_PROCESS_OPTIONS: dict[str, Any] = {}  # --storage-options: under every call's explicit options
+
+
+def use_options(storage_options: dict[str, Any] | None) -> None:
+    """Set the storage options every filesystem of this process starts from (explicit options given
+    to a call win key by key), e.g. ``{"profile": "archive"}`` for a non-default S3 profile."""
+    _PROCESS_OPTIONS.clear()
+    _PROCESS_OPTIONS.update(storage_options or {})
+
+
+def process_options() -> dict[str, Any]:
+    """A copy of what :func:`use_options` set (for the Ray executor to forward to its workers)."""
+    return dict(_PROCESS_OPTIONS)
+
+
 def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
@@ -67,6 +84,7 @@ def _s3_options(storage_options: dict[str, Any] | None) -> dict[str, Any]:
 
 def filesystem(uri: str, storage_options: dict[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return ``(fs, path)`` for ``uri``; ``path`` is what ``fs`` and pyarrow.dataset expect."""
+    storage_options = {**_PROCESS_OPTIONS, **(storage_options or {})}
     if uri.startswith("s3://"):
         import s3fs
 

@@ -15,9 +15,16 @@ from collections.abc import Sequence
 
 from raydist import __version__
 from raydist.cli import compare, evaluate, fit, ingest, nightly, segment, summary, synth
-from raydist.cli.args import add_config_args, eval_config, model_config
+from raydist.cli.args import (
+    add_config_args,
+    add_storage_args,
+    eval_config,
+    model_config,
+    storage_options,
+)
 from raydist.cli.evaluate import print_table
 from raydist.errors import ConfigError, StalledError
+from raydist.storage import process_options, use_options
 
 VERBS = {"ingest": ingest, "synth": synth, "summary": summary, "fit": fit, "evaluate": evaluate, "nightly": nightly,
          "segment": segment, "compare": compare}  # fmt: skip
@@ -29,12 +36,17 @@ def build_parser(executor_default: str = "local") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True)
     for verb in VERBS.values():
         verb.add_parser(sub, executor_default)
+    for name, p in sub.choices.items():
+        if name != "compare":  # every verb that reads or writes a dataset, model or results URI
+            add_storage_args(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> int:
     args = build_parser(executor_default).parse_args(argv)
+    previous = process_options()  # main() may be called in a longer-lived process (tests, jobs): restored after
     try:
+        use_options(storage_options(args))
         return VERBS[args.verb].run(args)
     except ConfigError as e:
         print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
@@ -59,6 +71,8 @@ def main(argv: Sequence[str] | None = None, executor_default: str = "local") -> 
             print(f"raydist {args.verb}: error: {e}", file=sys.stderr)
             return 3
         raise
+    finally:
+        use_options(previous)
 
 
 __all__ = ["VERBS", "add_config_args", "build_parser", "eval_config", "main", "model_config", "print_table"]

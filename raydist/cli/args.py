@@ -152,3 +152,26 @@ def add_tracking_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--run-name", default=None, help="MLflow run name (default: '<verb> <dataset> <model> <date>')")
     g.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     g.add_argument("--gallery-per-class", type=int, default=4, help="overlay PNGs logged per class")
+
+
+def add_storage_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage-options", default=None, metavar="JSON",
+                   help="fsspec / s3fs options for every URI this command reads or writes, as a JSON object, e.g. "
+                        "'{\"profile\": \"archive\"}' for a non-default S3 profile (default: the standard AWS variables "
+                        "and files); forwarded to Ray workers, never written to any output")  # fmt: skip
+
+
+def storage_options(a: argparse.Namespace) -> dict | None:
+    """The parsed --storage-options (its values are never echoed: they may hold secrets)."""
+    import json
+
+    text = getattr(a, "storage_options", None)
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError("--storage-options must be a JSON object (it is not valid JSON)") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError("--storage-options must be a JSON object with string keys")
+    return value

@@ -27,7 +27,7 @@ from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
 from raydist.errors import ConfigError, StalledError
 from raydist.progress import Progress
-from raydist.storage import transient_errors
+from raydist.storage import process_options, transient_errors, use_options
 from raydist.timing import StageTimes
 
 
@@ -171,6 +171,7 @@ class ScoringActor:
     def __init__(self, model_uri: str, data_uri: str, cfg: EvalConfig, cpus: float, storage_options=None, duplicates=None,
                  cache_mb: float = DEFAULT_CACHE_MB):  # fmt: skip
         _use_threads(cpus)
+        use_options(storage_options)  # every filesystem this actor opens, the detector's own reads included
         self.data_uri, self.cfg, self.storage_options = data_uri, cfg, storage_options
         self.times = StageTimes()  # the start-up is reported with the first unit
         with self.times("start_scorer"):
@@ -192,6 +193,7 @@ def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]],
                  storage_options=None) -> dict[str, Any]:  # fmt: skip
     """The segment stage of one unit, then its results and summary; idempotent (fixed names)."""
     _use_threads(cpus)
+    use_options(storage_options)
     scored, score_times = scored_unit
     times = StageTimes(score_times)
     table, summary = segment_unit(unit.uid, scored, cfg, offset, times)
@@ -221,6 +223,7 @@ def evaluate(
     :class:`StalledError` when no unit finishes (or no scoring actor starts) for ``stall_s``."""
     cfg = cfg or EvalConfig()
     res = resources or Resources()
+    storage_options = {**process_options(), **(storage_options or {})}  # the workers get the driver's
     t0 = time.perf_counter()
     p = plan(data_uri, model_uri, out_uri, cfg, resume, storage_options, log)
     progress = Progress(len(p.todo), p.n_images)

@@ -15,7 +15,7 @@ from raydist.distributed.evaluate import demand, wait_one
 from raydist.engine.fit import FitUnit, finish_fit, fit_unit, pending, plan_fit, with_weights_id
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.storage import transient_errors
+from raydist.storage import process_options, transient_errors, use_options
 
 
 @ray.remote(max_retries=2, retry_exceptions=list(transient_errors()))  # a storage outage longer than botocore's retries
@@ -24,6 +24,7 @@ def fit_task(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, batch
     import torch
 
     torch.set_num_threads(threads)  # the driver's: a unit fitted here equals one fitted locally, bit for bit
+    use_options(storage_options)
     try:
         return unit.name, fit_unit(data_uri, out_uri, cfg, unit, Encoder(cfg, batch_size=batch_size), storage_options)
     except ConfigError as e:
@@ -39,6 +40,7 @@ def fit(
     of a large class can take hours on CPU)."""
     import torch
 
+    storage_options = {**process_options(), **(storage_options or {})}  # the workers get the driver's
     cfg = with_weights_id(cfg, device="cpu")
     units = plan_fit(data_uri, cfg, classes, storage_options)
     todo, records = pending(out_uri, units, storage_options)

@@ -54,3 +54,30 @@ def test_a_missing_dataset_or_bucket_fails_fast_with_one_line(s3_env, tmp_path, 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("raydist fit: error: not found:") and data.split("://")[-1] in err[0]
         assert "testing" not in err[0]  # no credential in the message
+
+
+def test_storage_options_flag_reaches_every_read_and_write_and_is_never_written(s3_env, monkeypatch, capsys):
+    """--storage-options alone says where S3 is (the environment points elsewhere): synth writes
+    there, summary and fit read there, fit writes its model there; the options appear in no output."""
+    import json
+
+    import boto3
+
+    from raydist.cli import main
+    from raydist.storage import read_bytes
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens: the flag must win
+    opts = json.dumps({"endpoint_url": s3_env, "key": "testing", "secret": "s3cr3t-marker"})
+    data, model = "s3://raydist-test/flag/data", "s3://raydist-test/flag/model"
+    assert main(["synth", data, "--classes", "1", "--size", "32", "--train", "4", "--val", "2", "--storage-options", opts]) == 0
+    assert main(["summary", data, "--storage-options", opts]) == 0
+    assert main(["fit", "--data", data, "--out", model, "--resize", "32", "--crop", "32", "--no-tracking", "--storage-options", opts]) == 0
+    out = capsys.readouterr()
+    client = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="raydist-test", Prefix="flag/")["Contents"]]
+    assert "flag/model/model.json" in keys and any(k.startswith("flag/data/") for k in keys)
+    model_json = read_bytes(model + "/model.json", {"endpoint_url": s3_env}).decode()
+    assert "s3cr3t-marker" not in model_json + out.out + out.err
+    from raydist.storage import process_options
+
+    assert process_options() == {}  # main() restores the process's options: nothing leaks into later calls
