@@ -16,7 +16,7 @@ from typing import Any
 
 from raydist.config import ModelConfig
 from raydist.data.dataset import iter_batches, list_partitions
-from raydist.engine.rows import Decoded, decode_row, input_columns
+from raydist.engine.rows import Decoded, cloud_step, decode_row, input_columns
 from raydist.engine.units import file_fingerprint, partitions_fingerprint
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
@@ -66,15 +66,15 @@ def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None
 
 def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: ModelConfig, skipped: list[str], storage_options=None) -> list[Decoded]:
     """The unit's nominal rows of one split, decoded; a bad row is recorded in ``skipped``, never fatal."""
-    needs_xyz = detector_class(cfg.method).needs_xyz
-    plane = cfg.plane_distance if needs_xyz else None
+    cls = detector_class(cfg.method)
+    needs_xyz, cloud = cls.needs_xyz, cloud_step(cls, cfg, encoder.prep)
     out = []
     for batch in iter_batches(data_uri, list(unit.classes), [split], input_columns(needs_xyz), 32, storage_options):
         for r in batch.to_pylist():
             if int(r.get("label") or 0) != 0:
                 continue  # detectors and THR learn from nominal images only
             try:
-                out.append(decode_row(r, encoder.prep, plane_distance=plane, plane_fit=cfg.plane_fit))
+                out.append(decode_row(r, encoder.prep, cloud=cloud))
             except RowError as e:
                 skipped.append(str(e))
     return out

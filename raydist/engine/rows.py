@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from raydist.contracts import Decoded
 from raydist.data.decode import DEFAULT_MAX_PIXELS, decode_image, decode_mask
@@ -22,31 +25,34 @@ def image_id_of(row: dict[str, Any]) -> str:
     return row.get("image_id") or "<missing image_id>"
 
 
-def decode_row(
-    row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS, plane_distance: float | None = None,
-    plane_fit: str = "full",
-) -> Decoded:  # fmt: skip
+def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_MAX_PIXELS,
+               cloud: Callable[[np.ndarray, str], np.ndarray] | None = None) -> Decoded:  # fmt: skip
     """Decode and transform one dataset row; raises a :class:`~raydist.errors.RowError` naming the row.
 
-    ``plane_distance`` given: the row's point cloud is decoded too and its background plane removed,
-    on the stored cloud before resizing (``plane_fit="full"``: the plane is fitted on the full
-    image border, as the official CFM/M3DM preprocessing does) or after resize and crop ("resized").
+    ``cloud`` given (a multimodal detector's ``prepare_cloud``, bound to its config): the row's
+    organised point cloud is decoded too and handed to it with the row's id, to become the cloud
+    the detector scores (CFM: background plane removed, resized like the image).
     """
     image_id = image_id_of(row)
     img = decode_image(row.get("image"), image_id, max_pixels)
     gt = decode_mask(row.get("mask"), image_id, img.shape[:2], label=int(row.get("label") or 0), max_pixels=max_pixels)
     xyz = None
-    if plane_distance is not None:
+    if cloud is not None:
         from raydist.data.decode import decode_xyz
-        from raydist.pointcloud.preprocess import remove_plane
 
         raw = decode_xyz(row.get("xyz"), image_id, img.shape[:2])
         if raw is None:
             raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
-        # NaN = no point throughout (nearest resizing carries NaN over as it is)
-        xyz = remove_plane(prep.xyz(raw), plane_distance, image_id=image_id, fit_on=raw if plane_fit == "full" else None)
+        xyz = cloud(raw, image_id)
     label, defect = int(row.get("label") or 0), row.get("defect_type") or ""
     return Decoded(image_id, row["class_name"], label, defect, prep.image(img), prep.mask(gt), xyz, tuple(img.shape[:2]))
+
+
+def cloud_step(cls, cfg, prep: Preprocess) -> Callable[[np.ndarray, str], np.ndarray] | None:
+    """The detector class's point-cloud step bound to ``cfg`` and ``prep`` (None for RGB-only methods)."""
+    if not cls.needs_xyz:
+        return None
+    return lambda raw, image_id: cls.prepare_cloud(raw, prep, cfg, image_id)
 
 
 def check_duplicate(image_id: str, duplicates: dict[str, int]) -> None:

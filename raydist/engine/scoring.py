@@ -12,7 +12,7 @@ import numpy as np
 
 from raydist.config import EvalConfig, ModelConfig
 from raydist.contracts import Decoded, Scored, thr_mask
-from raydist.engine.rows import check_duplicate, decode_row, image_id_of, input_columns
+from raydist.engine.rows import check_duplicate, cloud_step, decode_row, image_id_of, input_columns
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
 from raydist.methods import Detector, detector_class
@@ -98,14 +98,14 @@ class Scorer:
         Stage seconds are added to ``times`` when given (see :mod:`raydist.timing`)."""
         times = times if times is not None else StageTimes()
         out = [Scored(image_id_of(r), r.get("class_name") or "", int(r.get("label") or 0), r.get("defect_type") or "") for r in rows]
-        plane = self.cfg.plane_distance if self.method.needs_xyz else None
+        cloud = cloud_step(self.method, self.cfg, self.encoder.prep)
         groups: dict[str, list[tuple[int, Decoded]]] = {}
         for i, r in enumerate(rows):
             try:
                 with times("decode"):
                     check_duplicate(out[i].image_id, self.duplicates)
                     unit = self.unit_of(r)
-                    decoded = decode_row(r, self.encoder.prep, self.eval.max_pixels, plane, self.cfg.plane_fit)
+                    decoded = decode_row(r, self.encoder.prep, self.eval.max_pixels, cloud)
                 groups.setdefault(unit, []).append((i, decoded))  # only once decoded: a group is never empty
             except RowError as e:
                 out[i].error = str(e)

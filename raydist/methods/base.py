@@ -32,6 +32,12 @@ class Detector(Protocol):
         """URIs besides the dataset that a fit reads (their fingerprints join the fit key)."""
         ...
 
+    @classmethod
+    def prepare_cloud(cls, raw: np.ndarray, prep, cfg, image_id: str) -> np.ndarray:
+        """Multimodal methods (``needs_xyz``): the organised cloud this method scores, from the
+        row's stored (H, W, 3) cloud, at the image's processed size (NaN = no point)."""
+        ...
+
     def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> Detector: ...
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch: ...
@@ -73,6 +79,11 @@ class BaseDetector:
     @classmethod
     def fit_inputs(cls, cfg) -> tuple[str, ...]:
         return ()
+
+    @classmethod
+    def prepare_cloud(cls, raw: np.ndarray, prep, cfg, image_id: str) -> np.ndarray:
+        """The stored cloud resized and cropped like the image."""
+        return prep.xyz(raw)
 
 
 def require(train: Sequence[Decoded], val: Sequence[Decoded]) -> None:

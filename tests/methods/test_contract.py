@@ -17,7 +17,7 @@ from raydist.config import METHODS, ModelConfig
 from raydist.contracts import ScoreBatch
 from raydist.data.dataset import read_table
 from raydist.data.decode import encode_npy
-from raydist.engine.rows import INPUT_COLUMNS, decode_row
+from raydist.engine.rows import INPUT_COLUMNS, cloud_step, decode_row
 from raydist.features.encoder import Encoder
 from raydist.methods import DETECTORS, Detector, detector_class
 
@@ -52,9 +52,8 @@ def rows(cfg: ModelConfig, data: str, enc: Encoder, split: str, cls: type[Detect
     cols = INPUT_COLUMNS if cls.needs_xyz else [c for c in INPUT_COLUMNS if c != "xyz"]
     table = read_table(data, splits=[split], columns=cols).to_pylist()
     first = sorted({r["class_name"] for r in table})[0]
-    plane = {"plane_distance": cfg.plane_distance, "plane_fit": cfg.plane_fit} if cls.needs_xyz else {}
     picked = [r for r in table if cls.scope == "archive" or r["class_name"] == first]
-    return [decode_row(r, enc.prep, **plane) for r in picked if split == "test" or r["label"] == 0]
+    return [decode_row(r, enc.prep, cloud=cloud_step(cls, cfg, enc.prep)) for r in picked if split == "test" or r["label"] == 0]
 
 
 def test_registry_matches_the_config():

@@ -65,14 +65,18 @@ def test_cfm_defaults_keep_the_whole_frame_and_old_models_keep_their_preprocessi
 
 @pytest.mark.parametrize("plane_fit", ["full", "resized"])
 def test_plane_removed_before_or_after_resizing(plane_fit):
+    from raydist.config import ModelConfig
     from raydist.data.decode import encode_png
-    from raydist.engine.rows import decode_row
+    from raydist.engine.rows import cloud_step, decode_row
     from raydist.features.preprocess import Preprocess
+    from raydist.methods.cfm import CFMDetector
 
     xyz, bump = plane_with_bump(120)
     row = {"image_id": "c/test/good/1", "class_name": "c", "split": "test", "label": 0, "defect_type": "good",
            "image": encode_png(np.zeros((120, 120, 3), np.uint8)), "mask": None, "xyz": encode_npy(xyz)}  # fmt: skip
-    out = decode_row(row, Preprocess(60, 60), plane_distance=0.005, plane_fit=plane_fit).xyz
+    prep = Preprocess(60, 60)
+    cloud = cloud_step(CFMDetector, ModelConfig(method="cfm", plane_distance=0.005, plane_fit=plane_fit), prep)
+    out = decode_row(row, prep, cloud=cloud).xyz
     kept = np.isfinite(out).all(axis=2)
     assert out.shape == (60, 60, 3)
     small_bump = bump[::2, ::2]

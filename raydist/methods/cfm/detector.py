@@ -47,6 +47,16 @@ class CFMDetector(BaseDetector):
     aligns = ("none",)
     signed_maps = False
 
+    @classmethod
+    def prepare_cloud(cls, raw: np.ndarray, prep, cfg, image_id: str) -> np.ndarray:
+        """The background plane removed from the resized cloud, fitted on the stored one before
+        resizing (``plane_fit="full"``: the official CFM/M3DM preprocessing fits it on the full
+        image border) or on the resized one ("resized")."""
+        from raydist.pointcloud.preprocess import remove_plane
+
+        # NaN = no point throughout (nearest resizing carries NaN over as it is)
+        return remove_plane(prep.xyz(raw), cfg.plane_distance, image_id=image_id, fit_on=raw if cfg.plane_fit == "full" else None)
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.mapping = CrossmodalMapping(epochs=cfg.cfm_epochs, aggregation=cfg.cfm_aggregation, sigma=cfg.sigma, seed=cfg.seed,
