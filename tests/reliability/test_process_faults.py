@@ -29,7 +29,7 @@ def test_job_killed_then_nightly_rerun(many_units, wrn_model_uri, tmp_path):
     cmd = [sys.executable, str(ROOT / "jobs" / "nightly.py"), "--data", many_units, "--model", wrn_model_uri,
            "--out", str(out), "--no-tracking", "--num-cpus", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    deadline = time.time() + 300
+    deadline = time.time() + 600  # a bound for a hung start only: a busy machine takes minutes to get here
     while time.time() < deadline and len(list((out / "_parts").glob("*.json"))) < 2:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its embedded Ray die at once
@@ -57,9 +57,10 @@ def test_mlflow_lost_mid_run(many_units, wrn_model_uri, tmp_path):
     cmd = [sys.executable, "-m", "raydist.cli", "evaluate", "--data", many_units, "--model", wrn_model_uri,
            "--out", str(out), "--tracking-uri", mlflow_server, "--batch-size", "2"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # a bound for a hung start only: a busy machine takes minutes to get here
     while time.time() < deadline and not (out / "results").exists():
         time.sleep(0.01)
+    assert (out / "results").exists(), "the job wrote no result in 600 s"  # the server must go while the job scores
     os.killpg(server.pid, signal.SIGKILL)  # the server goes away while the job is scoring
     server.wait(timeout=30)
     stdout, stderr = proc.communicate(timeout=600)
