@@ -11,7 +11,7 @@ and the MLflow params are generated from those fields. The registry is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -75,15 +75,20 @@ def validate(params: Any) -> None:
             raise ConfigError(f"{f.name} must be {check[1]}, got {value!r}")
 
 
-def make_params(cls: type, given: Any = None) -> Any:
-    """``cls`` from a params object, a dict of overrides (unknown keys refused) or None (defaults)."""
+def make_params(cls: type, given: Any = None, **overrides: Any) -> Any:
+    """``cls`` from a params object, a dict of overrides (unknown keys refused) or None (defaults),
+    with ``overrides`` on top (a binariser's ``Binariser(params, C=1.0)``)."""
     if isinstance(given, cls):
-        return given
-    given = dict(given or {})
+        return replace(given, **overrides) if overrides else given
+    given = {**dict(given or {}), **overrides}
     unknown = sorted(set(given) - {f.name for f in fields(cls)})
     if unknown:
         raise ConfigError(f"unknown {cls.__name__} option(s) {unknown}")
     return cls(**given)
+
+
+AT_LEAST_1 = (lambda v: v >= 1, ">= 1")  # param(check=...) shapes more than one binariser uses
+NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 
 
 def boolean(v: str) -> bool:
@@ -131,4 +136,4 @@ def flag_specs(binariser: type) -> list[FlagSpec]:
     return out
 
 
-__all__ = ["NEEDS", "Binariser", "FlagSpec", "ScoredImage", "boolean", "flag_specs", "make_params", "none_or", "param", "validate"]
+__all__ = ["AT_LEAST_1", "NEEDS", "NON_NEGATIVE", "Binariser", "FlagSpec", "ScoredImage", "boolean", "flag_specs", "make_params", "none_or", "param", "validate"]

@@ -15,15 +15,13 @@ on a nominal image MEBin still finds a "main element" (F1 is measured on anomalo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 
-from raydist.segment.base import ScoredImage, make_params, param, validate
-
-_at_least_1 = (lambda v: v >= 1, ">= 1")
+from raydist.segment.base import AT_LEAST_1, ScoredImage, make_params, param, validate
 
 
 @dataclass(frozen=True)
@@ -32,12 +30,12 @@ class MEBinParams:
 
     levels: int = param(256, "the map's [median, max] range is quantised to this many levels", "AnomalyNCD maps to 8 bits before sweeping",
                         check=(lambda v: v >= 2, ">= 2"))
-    sample_rate: int = param(4, "sweep every n-th level", "AnomalyNCD's default", check=_at_least_1)
+    sample_rate: int = param(4, "sweep every n-th level", "AnomalyNCD's default", check=AT_LEAST_1)
     min_interval_len: int = param(4, "a stable run must span at least this many sweep steps, else the mask is empty", "AnomalyNCD's default",
-                                  check=_at_least_1)
+                                  check=AT_LEAST_1)
     erode: bool = param(True, "erode each binarisation (and the final mask) with a kernel x kernel square before counting components",
                         "AnomalyNCD: on, to split weakly joined blobs and drop specks")
-    kernel: int = param(6, "erosion square side, pixels", "AnomalyNCD's 6 x 6", check=_at_least_1)
+    kernel: int = param(6, "erosion square side, pixels", "AnomalyNCD's 6 x 6", check=AT_LEAST_1)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -53,10 +51,7 @@ class MEBin:
     flag_prefix: ClassVar[str] = "mebin-"
 
     def __init__(self, params: MEBinParams | dict | None = None, **overrides: Any):
-        base = make_params(MEBinParams, params)
-        self.params = replace(base, **overrides) if overrides else base
-        self.levels, self.sample_rate, self.min_interval_len = self.params.levels, self.params.sample_rate, self.params.min_interval_len
-        self.erode, self.kernel = self.params.erode, self.params.kernel
+        self.params = make_params(MEBinParams, params, **overrides)
 
     def get_params(self) -> dict:
         return asdict(self.params)
@@ -66,8 +61,8 @@ class MEBin:
 
     def _binarise(self, q: np.ndarray, level: int) -> np.ndarray:
         b = q > level
-        if self.erode:
-            b = ndimage.binary_erosion(b, structure=np.ones((self.kernel, self.kernel), bool))
+        if self.params.erode:
+            b = ndimage.binary_erosion(b, structure=np.ones((self.params.kernel, self.params.kernel), bool))
         return b
 
     def predict(self, score_map: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -78,8 +73,8 @@ class MEBin:
         lo, hi = float(np.median(s)), float(s.max())
         if hi <= lo:
             return np.zeros(s.shape, bool), {"status": "degenerate", "reason": "flat map"}
-        q = np.clip((s - lo) / (hi - lo) * (self.levels - 1), 0, self.levels - 1)
-        sweep = list(range(self.levels - 1 - self.sample_rate, -1, -self.sample_rate))
+        q = np.clip((s - lo) / (hi - lo) * (self.params.levels - 1), 0, self.params.levels - 1)
+        sweep = list(range(self.params.levels - 1 - self.params.sample_rate, -1, -self.params.sample_rate))
         counts = [ndimage.label(self._binarise(q, t))[1] for t in sweep]
         best_len, best_end = 0, -1
         i = 0
@@ -90,9 +85,9 @@ class MEBin:
             if counts[i] > 0 and j - i + 1 > best_len:
                 best_len, best_end = j - i + 1, j
             i = j + 1
-        if best_len < self.min_interval_len:
+        if best_len < self.params.min_interval_len:
             return np.zeros(s.shape, bool), {"status": "degenerate", "reason": "no stable component count"}
         level = sweep[best_end]
         return self._binarise(q, level), {
-            "status": "ok", "threshold": lo + level / (self.levels - 1) * (hi - lo), "components": counts[best_end],
+            "status": "ok", "threshold": lo + level / (self.params.levels - 1) * (hi - lo), "components": counts[best_end],
         }  # fmt: skip

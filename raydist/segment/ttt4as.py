@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, ClassVar
 
 import numpy as np
@@ -52,8 +52,7 @@ class TTT4AS:
 
     def __init__(self, params: TTT4ASParams | dict | None = None, **overrides: Any):
         """``TTT4AS(params)``, ``TTT4AS(C=1.0)`` or ``TTT4AS(params, C=1.0)``: validated once."""
-        base = make_params(TTT4ASParams, params)
-        self.params = replace(base, **overrides) if overrides else base
+        self.params = make_params(TTT4ASParams, params, **overrides)
 
     def get_params(self) -> dict:
         return asdict(self.params)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from raydist.segment.base import param, validate
+from raydist.segment.base import AT_LEAST_1, NON_NEGATIVE, param, validate
 
 NEIGHBOURHOODS = ("disk", "grow")
 UNLABELLED_SOURCES = ("thr", "blob", "none")
@@ -20,8 +20,6 @@ FEATURE_SCALES = ("raw", "norm", "standardize")
 INPUTS = ("features", "score")
 FALLBACKS = ("empty", "thr")
 _fraction = (lambda v: 0 <= v < 1, "in [0, 1)")
-_at_least_1 = (lambda v: v >= 1, ">= 1")
-_non_negative = (lambda v: v >= 0, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -57,31 +55,31 @@ class TTT4ASParams:
     percentile: float = param(99.0, "peaks must lie above this percentile of the map",
                               "the paper's setting; its ablation is flat from 95 to 99.5", check=(lambda v: 0 <= v < 100, "in [0, 100)"))
     peak_size: int = param(3, "local-maximum window, pixels", "'comparing neighbouring values' read literally: the 8-neighbourhood",
-                           check=_at_least_1)
+                           check=AT_LEAST_1)
     peak_level: float = param(0.0, "drop peaks below median + level * (highest peak - median); 0 = every peak above the percentile",
                               "0.9 gave KolektorSDD +0.01 and bottle -0.01: off, as in the paper", check=_fraction)
     radius: int = param(2, "positive neighbourhood radius (the cap, for grow)",
                         "the peaks' immediate neighbours, where the map is sharp: the map's blur hides a defect's size "
-                        "(a 5-px speck and a 20-px scratch both blur to ~24 px)", check=_non_negative)
+                        "(a 5-px speck and a 20-px scratch both blur to ~24 px)", check=NON_NEGATIVE)
     neighbourhood: str = param("disk", "disk: every pixel within --radius of a peak; grow: pixels connected to the peak above --grow-level",
                                "grow 0.85 follows the blob and is too large for small defects (tire F1 0.10 vs THR 0.16)",
                                choices=NEIGHBOURHOODS)
     grow_level: float = param(0.85, "grow: keep pixels >= median + level * (peak - median)", "the previous default of grow", check=_fraction)
     erode: float = param(0.0, "grow: drop region pixels within this distance of its border (px)", "did not help on the dev set",
-                         check=_non_negative)
+                         check=NON_NEGATIVE)
     positive_stride: int = param(2, "hard positives kept on a lattice of this step",
-                                 "neighbouring pixels carry near-identical bilinear features (<= 0.005 F1 on the dev set)", check=_at_least_1)
+                                 "neighbouring pixels carry near-identical bilinear features (<= 0.005 F1 on the dev set)", check=AT_LEAST_1)
     unlabelled: str = param("thr", "pixels left to the features: thr (above THR's threshold), blob (a peak's blob), "
                                    "none (the paper: all may be nominal)",
                             "THR's region follows the defect's size (tire ~200 px, bottle ~16,000 px): bottle F1 0.66 vs 0.30 "
                             "with everything outside the margin nominal", choices=UNLABELLED_SOURCES)  # fmt: skip
     unlabelled_level: float = param(0.5, "blob: pixels connected to a peak above median + level * (peak - median)",
                                     "half the peak's height over the background, for maps without nominal statistics", check=_fraction)
-    unlabelled_radius: int = param(128, "blob: how far from its peak, pixels", "covers the largest dev-set defects", check=_non_negative)
+    unlabelled_radius: int = param(128, "blob: how far from its peak, pixels", "covers the largest dev-set defects", check=NON_NEGATIVE)
     nominal_stride: int = param(8, "nominal pixels sampled on a lattice of this step",
-                                "one sample per feature cell: ~700 points at 224 px, no redundant interpolated features", check=_at_least_1)
+                                "one sample per feature cell: ~700 points at 224 px, no redundant interpolated features", check=AT_LEAST_1)
     margin: int = param(8, "no nominal sample within this distance of a positive, pixels",
-                        "one feature cell of clearance (16: tire -0.03; 4: within 0.02 everywhere)", check=_non_negative)
+                        "one feature cell of clearance (16: tire -0.03; 4: within 0.02 everywhere)", check=NON_NEGATIVE)
     max_nominal: int | None = param(None, "cap on nominal samples (a seeded random subset)", "none: ~700 at 224 px needs no cap",
                                     type=int, check=(lambda v: v is None or v >= 1, "none or >= 1"))
     C: float = param(3.0, "SVM regularisation", "the paper's 0.001 on raw features, made scale-free by --feature-scale norm "
@@ -98,7 +96,7 @@ class TTT4ASParams:
                            "the paper's method", choices=INPUTS)
     fallback: str = param("empty", "mask of a degenerate image: empty or thr", "no labels, no claim", choices=FALLBACKS)
     max_iter: int = param(2000, "liblinear iteration budget per image", "a per-image budget: the fit stops there by design",
-                          check=_at_least_1, flag="svm-max-iter")
+                          check=AT_LEAST_1, flag="svm-max-iter")
     tol: float = param(1e-2, "liblinear stopping tolerance", ">= 99.99% identical mask pixels and F1 vs sklearn's 1e-4, 20% less time",
                        check=(lambda v: v > 0, "> 0"), flag="svm-tol")
     seed: int = param(0, "seeds the nominal subset (--max-nominal) and liblinear", "fixed: a mask is a function of its image",
