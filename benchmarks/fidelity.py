@@ -32,6 +32,7 @@ from raydist.segment.ttt4as import TTT4AS  # noqa: E402
 # category -> (source folder under the data root, ingest format, model config overrides)
 CATEGORIES = {
     "bottle": ("mvtec-ad-bottle", "mvtec-ad", {}),
+    "transistor": ("mvtec-ad-transistor", "mvtec-ad", {}),
     "kolektorsdd": ("kolektorsdd", "kolektorsdd", {"resize": 224, "crop": 224, "aspect": 2.5, "coreset_ratio": 0.02}),
     "tire": ("mvtec3d-rgb-tire", "mvtec-3d", {"resize": 224, "crop": 224}),
     "cable_gland": ("mvtec3d-mini", "mvtec-3d", {"resize": 224, "crop": 224}),
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--work", default="/tmp/raydist-fidelity")
-    ap.add_argument("--only", default="bottle,kolektorsdd,tire,cable_gland,synthetic")
+    ap.add_argument("--only", default="bottle,transistor,kolektorsdd,tire,cable_gland,synthetic")
     ap.add_argument("--sweep", action="append", default=[], help="name=v1,v2 (TTT4AS parameter); repeatable: a grid")
     ap.add_argument("--method", choices=["patchcore", "cfm"], default="patchcore",
                     help="the detector whose maps are binarised (cfm: categories with point clouds, e.g. cable_gland)")

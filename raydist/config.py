@@ -44,6 +44,8 @@ class ModelConfig:
     image_score: str | None = _opt(None, "max | top1; default max, top1 for unified (CADA scores aligned maps by their top pixel)",
                                    choices=("max", "top1"))  # fmt: skip
     thr_k: float = _opt(3.0, "THR threshold = mu + k * sigma of nominal validation pixels (TTT4AS paper's best: 3)")
+    image_k: float = _opt(3.0, "image threshold = mean + k * std of nominal validation image scores: "
+                               "an image above it is judged anomalous and gets a mask (README, Image-level decision)")  # fmt: skip
     seed: int = _opt(0, "seeds coreset, random backbones, CFM and CADA training")
     # CFM: 3D extractor and crossmodal mapping
     backbone_3d: str = _opt("fpfh", "CFM's 3D extractor (fpfh needs no weights)", "cfm", choices=("fpfh", "pointmae"))
@@ -93,6 +95,7 @@ class ModelConfig:
         checks = [
             (0 < self.coreset_ratio <= 1, f"--coreset-ratio must be in (0, 1], got {self.coreset_ratio}"),
             (self.thr_k >= 0, f"--thr-k must be >= 0, got {self.thr_k}"),
+            (self.image_k >= 0, f"--image-k must be >= 0, got {self.image_k}"),
             (self.sigma >= 0, f"--sigma must be >= 0, got {self.sigma}"),
             (0 < self.crop <= self.resize, f"--crop must be in (0, --resize], got {self.crop} with resize {self.resize}"),
             (self.aspect > 0, f"--aspect must be > 0, got {self.aspect}"),
@@ -134,6 +137,10 @@ class EvalConfig:
     # each configured binariser's hyper-parameters, by name: its Params object, or a dict of the
     # fields that differ from its defaults (validated and completed here); its defaults live in its Params
     params: dict[str, Any] = field(default_factory=dict)
+    # the image-level decision gates every mask: an image whose score is not above its unit's image
+    # threshold (raydist.calibration) gets an empty mask from every binariser; False keeps the
+    # papers' protocol (every image binarised). On by default: an archive is mostly good parts
+    gate: bool = True
     batch_size: int = 8
     classes: tuple[str, ...] | None = None
     align: str | None = None  # unified models: none | cada (default) | class

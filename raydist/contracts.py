@@ -1,6 +1,7 @@
 """The types that cross the seams, in one place: what decoding hands a detector (:class:`Decoded`),
 what a detector hands scoring (:class:`ScoreBatch`), what scoring hands the binarisers
-(:class:`Scored`, a :class:`~raydist.segment.base.ScoredImage`), and THR's nominal statistics.
+(:class:`Scored`, a :class:`~raydist.segment.base.ScoredImage`). What a unit learns from its
+nominal validation images (THR's statistics, the image threshold) is :mod:`raydist.calibration`.
 
 The engine, every method and every binariser import these from here, so no layer imports the one
 above it to learn a type: methods never import the engine, binarisers never import a detector.
@@ -8,7 +9,6 @@ above it to learn a type: methods never import the engine, binarisers never impo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,6 @@ class ScoreBatch:
     maps: np.ndarray  # (N, H, W) float32 at the encoder's size
     image_scores: np.ndarray  # (N,)
     features: np.ndarray  # (N, D, h, w): what a feature-based binariser (TTT4AS) trains on
-    nominal: np.ndarray  # (N, 2): mu, sigma of the nominal validation pixels each map is compared with (THR)
     extras: list[dict[str, Any]] = field(default_factory=list)  # per image, method-specific report fields
     errors: list[str | None] | None = None  # per image: why the detector could not score it (a row error), else None
     feature_blocks: tuple[int, ...] | None = None  # channels of each concatenated grid (CFM: 2D, 3D): TTT4AS scales each on its own
@@ -52,6 +51,7 @@ class Scored:
     gt: np.ndarray | None = None
     thr_mask: np.ndarray | None = None
     thr_known: bool = True  # False when the class has no nominal statistics (maps without val rows): thr_mask is then empty
+    is_anomalous: bool | None = None  # the image-level decision (score above the unit's image threshold); None: no threshold
     image: np.ndarray | None = None  # kept only on request (overlays, benchmarks)
     error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # method-specific report fields (unified: variant_scores, group)
@@ -70,26 +70,4 @@ class Scored:
         return self.thr_mask if self.thr_known else None
 
 
-def nominal_stats(maps: Iterable[np.ndarray]) -> dict[str, float]:
-    """THR's statistics of nominal validation maps: mean and standard deviation of all their pixels
-    (the threshold is mu + k sigma, ``k`` a model setting), accumulated in
-    float64 running sums so any number of maps can be streamed."""
-    n, s, s2 = 0, 0.0, 0.0
-    for m in maps:
-        m = np.asarray(m, dtype=np.float64)
-        n += m.size
-        s += float(m.sum())
-        s2 += float((m * m).sum())
-    if n == 0:
-        raise ValueError("THR needs at least one nominal validation map")
-    mu = s / n
-    return {"mu": float(mu), "sigma": float(np.sqrt(max(s2 / n - mu**2, 0.0)))}
-
-
-def thr_mask(score_map: np.ndarray, mu: float, sigma: float, k: float) -> np.ndarray:
-    """THR's mask: pixels above mu + k sigma of the class's nominal statistics (NaN statistics,
-    a class without them: nothing is above)."""
-    return np.asarray(score_map) > mu + k * sigma
-
-
-__all__ = ["Decoded", "ScoreBatch", "Scored", "nominal_stats", "thr_mask"]
+__all__ = ["Decoded", "ScoreBatch", "Scored"]

@@ -4,7 +4,10 @@ Layout under MODEL_URI::
 
     model.json                       {"format": "raydist-model/2", "config": {...}, "units": {name: {...}}, "errors": {...}}
     units/<id>.safetensors           the detector's tensors (a bank, mapping networks, CADA ...)
-    units/<id>.json                  {"name", "fit_key", "info", "skipped_rows"}: written last, marks the unit fitted
+    units/<id>.json                  {"name", "fit_key", "info", "calibration", "skipped_rows"}: written last, marks the unit fitted
+
+``calibration``: {align: :class:`~raydist.calibration.Calibration` as a dict} for each alignment
+the detector offers, or null when the unit had no nominal val image (external maps only).
 
 A fit unit is a class, or ``*`` (every class) for detectors whose scope is the archive. Each unit
 is saved the moment it is fitted, so a crash loses at most the unit in progress and a rerun fits
@@ -22,12 +25,13 @@ import numpy as np
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from raydist.calibration import Calibration
 from raydist.config import ModelConfig
 from raydist.errors import ConfigError
 from raydist.methods import Detector, detector_class
 from raydist.storage import exists, join, read_bytes, write_bytes
 
-FORMAT = "raydist-model/2"
+FORMAT = "raydist-model/3"  # 3: calibration (THR statistics, image threshold) beside the detector's state
 ALL = "*"  # the fit unit of a detector fitted on every class at once
 
 
@@ -36,11 +40,14 @@ def unit_file(name: str) -> str:
     return "units/" + hashlib.sha1(name.encode()).hexdigest()[:16]
 
 
-def save_unit(uri: str, name: str, detector: Detector, fit_key: str, skipped: list[str], storage_options=None) -> dict[str, Any]:
+def save_unit(uri: str, name: str, detector: Detector, calibration: dict[str, Calibration] | None, fit_key: str, skipped: list[str],
+              storage_options=None) -> dict[str, Any]:  # fmt: skip
     info, tensors = detector.state()
     base = join(uri, unit_file(name))
     write_bytes(base + ".safetensors", st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()}), storage_options)
-    record = {"name": name, "fit_key": fit_key, "info": info, "skipped_rows": skipped, "state": unit_file(name) + ".safetensors"}
+    cal = {a: c.to_dict() for a, c in calibration.items()} if calibration else None
+    record = {"name": name, "fit_key": fit_key, "info": info, "calibration": cal, "skipped_rows": skipped,
+              "state": unit_file(name) + ".safetensors"}  # fmt: skip
     write_bytes(base + ".json", json.dumps(record).encode(), storage_options)  # last: the unit is complete
     return record
 
@@ -80,6 +87,12 @@ def load_detector(uri: str, meta: dict[str, Any], name: str, align: str | None =
         raise ConfigError(f"refusing to load {path}: not a valid safetensors file ({type(e).__name__})") from None
     cfg = ModelConfig.from_dict(meta["config"])
     return detector_class(cfg.method).from_state(cfg, record["info"], tensors, align)
+
+
+def unit_calibration(meta: dict[str, Any], name: str, align: str) -> Calibration | None:
+    """The unit's calibration under ``align`` (None: the unit had no nominal val image)."""
+    cal = meta["units"][name].get("calibration")
+    return Calibration.from_dict(cal[align]) if cal else None
 
 
 def score_offset(meta: dict[str, Any]) -> float:

@@ -68,6 +68,7 @@ def add_fit_args(p: argparse.ArgumentParser) -> None:
 
 def add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     from raydist.config import EvalConfig
+    from raydist.segment.registry import BINARISERS
 
     d = {f.name: f.default for f in dataclasses.fields(EvalConfig) if f.default is not dataclasses.MISSING}
     p.add_argument("--data", required=True, help="dataset URI (its test split is evaluated)")
@@ -75,10 +76,13 @@ def add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         p.add_argument("--model", required=True, help="model written by `raydist fit`: its folder URI, or models:/NAME/VERSION or models:/NAME@ALIAS (MLflow registry)")
     p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
     p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
-    p.add_argument("--segment", default=argparse.SUPPRESS, help=f"binarisers, comma-separated: thr,ttt4as,mebin (default: {','.join(d['segment'])})")
+    p.add_argument("--segment", default=argparse.SUPPRESS, help=f"binarisers, comma-separated: {','.join(BINARISERS)} (default: {','.join(d['segment'])})")
     p.add_argument("--align", choices=["none", "cada", "class"], default=argparse.SUPPRESS,
                    help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help=f"images per scoring batch (default: {d['batch_size']})")
+    p.add_argument("--no-gate", dest="gate", action="store_false", default=argparse.SUPPRESS,
+                   help="binarise every image (the papers' protocol); by default an image judged nominal by its image "
+                        "threshold gets an empty mask from every binariser")  # fmt: skip
     p.add_argument("--bank-search", choices=["exact", "bf16"], default=argparse.SUPPRESS,
                    help=f"memory-bank search: exact float32, or bfloat16 with a float32 re-rank of the row found (faster on CPUs with AVX512-BF16/AMX; default: {d['bank_search']})")
     p.add_argument("--backbone-runtime", choices=["torch", "openvino"], default=argparse.SUPPRESS,
@@ -86,7 +90,6 @@ def add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     p.add_argument("--max-pixels", type=int, default=argparse.SUPPRESS,
                    help=f"images larger than this are refused, a decompression-bomb guard (default: {d['max_pixels']})")
     from raydist.segment.base import flag_specs
-    from raydist.segment.registry import BINARISERS
 
     for name, binariser in BINARISERS.items():  # every binariser's params, flags generated from its fields
         specs = flag_specs(binariser)
@@ -105,7 +108,7 @@ def eval_config(a: argparse.Namespace):
     with a --segment list that does not name it are refused rather than ignored."""
     from raydist.config import EvalConfig
 
-    kw = {k: getattr(a, k) for k in ("align", "batch_size", "max_pixels", "bank_search", "backbone_runtime") if hasattr(a, k)}
+    kw = {k: getattr(a, k) for k in ("align", "gate", "batch_size", "max_pixels", "bank_search", "backbone_runtime") if hasattr(a, k)}
     if hasattr(a, "segment"):
         kw["segment"] = tuple(s for s in a.segment.split(",") if s)
     params: dict[str, dict] = {}

@@ -60,7 +60,7 @@ def plan(data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig, resume: b
     t0 = time.perf_counter()
     meta = load_meta(model_uri, storage_options)
     ModelConfig.from_dict(meta["config"])  # a stored config is re-validated before any work
-    no_thr = sorted(name for name, u in meta["units"].items() if u["info"].get("thr") is None)
+    no_thr = sorted(name for name, u in meta["units"].items() if u.get("calibration") is None)
     if "thr" in cfg.segment and no_thr:
         raise ConfigError(f"THR needs nominal validation maps, and {no_thr} have none: add them, or leave thr out of --segment")
     key = run_key(model_uri, cfg.to_dict(), storage_options)

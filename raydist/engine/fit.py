@@ -1,6 +1,9 @@
 """Fitting: one fit unit per class (or one for the whole archive), each saved the moment it is done.
 
-A unit's ``fit_key`` hashes the model config and the fingerprints of the unit's train/val files,
+A unit is fitted from its nominal train rows, then calibrated (:mod:`raydist.calibration`) from
+the maps its detector gives the nominal val rows, under each alignment it offers.
+
+A unit's ``fit_key`` hashes the model format and config and the fingerprints of the unit's train/val files,
 so a rerun after a crash, or after new classes arrived, fits only the units that are missing or
 whose config or data changed. ``finish_fit`` writes ``model.json`` (the complete set) last.
 """
@@ -14,14 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from raydist.calibration import Calibration, PixelStats, image_threshold
 from raydist.config import ModelConfig
+from raydist.contracts import Decoded
 from raydist.data.dataset import iter_batches, list_partitions
-from raydist.engine.rows import Decoded, cloud_step, decode_row, input_columns
+from raydist.engine.rows import cloud_step, decode_row, input_columns
 from raydist.engine.units import file_fingerprint, partitions_fingerprint
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
-from raydist.methods import detector_class
-from raydist.model_store import ALL, load_unit_record, save_unit, write_model
+from raydist.methods import Detector, detector_class
+from raydist.model_store import ALL, FORMAT, load_unit_record, save_unit, write_model
 from raydist.storage import filesystem
 
 Log = Callable[[str], None]
@@ -56,7 +61,7 @@ def plan_fit(data_uri: str, cfg: ModelConfig, classes=None, storage_options=None
     groups = [(ALL, classes)] if detector_class(cfg.method).scope == "archive" else [(c, (c,)) for c in classes]
     out = []
     for name, cls in groups:
-        h = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+        h = hashlib.sha1(json.dumps([FORMAT, cfg.to_dict()], sort_keys=True).encode())
         h.update(partitions_fingerprint(data_uri, cls, ["train", "val"], storage_options).encode())
         for uri in detector_class(cfg.method).fit_inputs(cfg):  # other inputs a detector reads (BYO maps)
             h.update(_files_fingerprint(uri, storage_options).encode())
@@ -80,18 +85,46 @@ def _nominal(data_uri: str, unit: FitUnit, split: str, encoder: Encoder, cfg: Mo
     return out
 
 
+CALIBRATION_BATCH = 32  # val rows scored at once while calibrating (bounds the maps and features held)
+
+
+def calibrate(detector: Detector, encoder: Encoder, val: list[Decoded], cfg: ModelConfig, skipped: list[str]) -> dict[str, Calibration] | None:
+    """The unit's calibration under each alignment its detector offers, from the maps and image
+    scores it gives the nominal val rows (a row it cannot score is recorded in ``skipped``).
+    None when no val row could be scored; a :class:`ConfigError` when the detector needs one."""
+    out: dict[str, Calibration] = {}
+    for align in detector.aligns:
+        det, stats, scores = detector.aligned(align), PixelStats(), []
+        for i in range(0, len(val), CALIBRATION_BATCH):
+            chunk = val[i : i + CALIBRATION_BATCH]
+            sb = det.score(encoder, chunk)
+            ok = [j for j in range(len(chunk)) if sb.errors is None or sb.errors[j] is None]
+            if align == detector.aligns[0] and sb.errors is not None:
+                skipped.extend(e for e in sb.errors if e is not None)
+            stats.add(sb.maps[j] for j in ok)
+            scores.extend(float(sb.image_scores[j]) for j in ok)
+        if not scores:
+            if detector.needs_calibration:
+                raise ConfigError("no nominal val image for the THR statistics and the image threshold (ingest with --val-fraction > 0)")
+            return None
+        out[align] = Calibration(*stats.result(), image_threshold(scores, cfg.image_k), len(scores))
+    return out
+
+
 def fit_unit(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, encoder: Encoder, storage_options=None) -> dict[str, Any]:
-    """Fit one unit's detector from its nominal train rows (THR statistics from its val rows) and
-    save it; returns the saved record (with its ``seconds``). Raises :class:`ConfigError` when the unit cannot be fitted."""
+    """Fit one unit's detector from its nominal train rows, calibrate it on its nominal val rows
+    and save both; returns the saved record (with its ``seconds``). Raises :class:`ConfigError`
+    when the unit cannot be fitted."""
     t0 = time.perf_counter()
     skipped: list[str] = []
     cls = detector_class(cfg.method)
-    train, val = ([] if split not in cls.fit_splits else _nominal(data_uri, unit, split, encoder, cfg, skipped, storage_options)
-                  for split in ("train", "val"))  # fmt: skip
-    detector = cls(cfg).fit(encoder, train, val)  # raises ConfigError when it lacks the rows it needs
-    record = save_unit(out_uri, unit.name, detector, unit.key, skipped, storage_options)
-    record["describe"] = detector.describe()
-    record["seconds"] = time.perf_counter() - t0  # decode, features, fit, THR statistics, save
+    train = _nominal(data_uri, unit, "train", encoder, cfg, skipped, storage_options) if "train" in cls.fit_splits else []
+    detector = cls(cfg).fit(encoder, train)  # raises ConfigError when it lacks the rows it needs
+    calibration = calibrate(detector, encoder, _nominal(data_uri, unit, "val", encoder, cfg, skipped, storage_options), cfg, skipped)
+    record = save_unit(out_uri, unit.name, detector, calibration, unit.key, skipped, storage_options)
+    default = calibration[cls.aligns[0]].describe() if calibration else "no nominal val image: no THR, no image gate"
+    record["describe"] = f"{detector.describe()}; {default}"
+    record["seconds"] = time.perf_counter() - t0  # decode, features, fit, calibration, save
     return record
 
 

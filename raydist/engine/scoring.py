@@ -1,4 +1,5 @@
-"""Scoring: decoded rows -> score maps, features and THR masks, with whatever detector the model holds."""
+"""Scoring: decoded rows -> score maps, features, THR masks and the image-level decision, with
+whatever detector the model holds and the calibration stored beside it."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from typing import Any
 
 import numpy as np
 
+from raydist.calibration import thr_mask
 from raydist.config import EvalConfig, ModelConfig
-from raydist.contracts import Decoded, Scored, thr_mask
+from raydist.contracts import Decoded, Scored
 from raydist.engine.rows import check_duplicate, cloud_step, decode_row, image_id_of, input_columns
 from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
 from raydist.methods import Detector, detector_class
-from raydist.model_store import ALL, load_detector, load_meta
+from raydist.model_store import ALL, load_detector, load_meta, unit_calibration
 from raydist.timing import StageTimes
 
 DEFAULT_CACHE_MB = 4096.0  # per scorer (a process or an actor); measured: the bottle bank (10% of 167 images, 13,093 x 152 float16) is 4 MB
@@ -117,6 +119,7 @@ class Scorer:
             features = self.encoder.seconds - f0
             times.add("features", features)
             times.add("search_and_maps", time.perf_counter() - t0 - features)
+            cal = unit_calibration(self.meta, unit, self.align)
             with times("thr"):
                 for j, (i, d) in enumerate(items):
                     o = out[i]
@@ -125,8 +128,9 @@ class Scorer:
                         continue
                     o.score_map, o.image_score, o.gt = batch.maps[j].astype(np.float32), float(batch.image_scores[j]), d.gt
                     o.features = batch.features[j].astype(np.float16)
-                    o.thr_mask = thr_mask(o.score_map, *batch.nominal[j], k=self.cfg.thr_k)
-                    o.thr_known = bool(np.isfinite(batch.nominal[j]).all())
+                    o.thr_known = cal is not None
+                    o.thr_mask = thr_mask(o.score_map, cal.mu, cal.sigma, self.cfg.thr_k) if cal else np.zeros(o.score_map.shape, bool)
+                    o.is_anomalous = o.image_score > cal.image_threshold if cal else None
                     o.extras = batch.extras[j]
                     o.feature_blocks = batch.feature_blocks
                     if self.keep_images:

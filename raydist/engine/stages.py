@@ -32,6 +32,7 @@ def _result_schema() -> pa.Schema:
         ("label", pa.int8()),
         ("defect_type", pa.string()),
         ("image_score", pa.float64()),
+        ("is_anomalous", pa.bool_()),  # the image-level decision: score above the unit's image threshold (null: none calibrated)
         ("score_map", pa.binary()),  # .npy float32 (H, W) at the evaluation resolution: the map the binarisers saw
     ]
     for name, b in BINARISERS.items():
@@ -64,15 +65,22 @@ def score_and_binarise(scorer: Scorer, rows: Sequence[dict[str, Any]], cfg: Eval
 def binarise_all(scored: Sequence[Scored], cfg: EvalConfig, times: StageTimes | None = None) -> list[Binarised]:
     """:func:`binarise` over images, the configured binarisers built once."""
     binarisers = cfg.binarisers()
-    return [binarise(s, binarisers, times) for s in scored]
+    return [binarise(s, binarisers, times, cfg.gate) for s in scored]
 
 
-def binarise(s: Scored, binarisers: Sequence[Binariser], times: StageTimes | None = None) -> Binarised:
+GATED = {"status": "nominal", "reason": "image score not above the image threshold"}
+
+
+def binarise(s: Scored, binarisers: Sequence[Binariser], times: StageTimes | None = None, gate: bool = False) -> Binarised:
     """Each binariser's mask and info for one scored image (nothing when the row already failed).
-    A binariser that reports a status (an info column) and fails on one image records the error
-    there and gives no mask; the others' failures are the unit's, as a bug should be."""
+    With ``gate``, an image judged nominal gets an empty mask from every binariser, none of which
+    runs. A binariser that reports a status (an info column) and fails on one image records the
+    error there and gives no mask; the others' failures are the unit's, as a bug should be."""
     if s.error is not None:
         return {}, {}
+    if gate and s.is_anomalous is False:
+        empty = np.zeros(s.score_map.shape, bool)
+        return {b.name: empty for b in binarisers}, {b.name: {c: GATED.get(c) for c in b.info_columns} for b in binarisers}
     times = times if times is not None else StageTimes()
     masks: dict[str, np.ndarray] = {}
     info: dict[str, dict] = {}
@@ -95,6 +103,7 @@ def result_row(s: Scored, masks: dict[str, np.ndarray], info: dict[str, dict]) -
         "label": s.label,
         "defect_type": s.defect_type,
         "image_score": s.image_score if ok else None,
+        "is_anomalous": s.is_anomalous if ok else None,
         "score_map": encode_npy(s.score_map.astype(np.float32)) if ok else None,
     }
     for name, b in BINARISERS.items():
@@ -118,7 +127,7 @@ def segment_unit(uid: str, scored: Sequence[Scored], cfg: EvalConfig, offset: fl
         with times("encode"):
             rows.append(result_row(s, masks, info))
         im = {"image_id": s.image_id, "class_name": s.class_name, "label": s.label, "error": s.error, "image_score": s.image_score,
-              "counts": {}, **s.extras}  # fmt: skip
+              "is_anomalous": s.is_anomalous, "counts": {}, **s.extras}  # fmt: skip
         if s.error is None:
             with times("metric_counts"):
                 aggs.setdefault(s.class_name, PixelAggregate.universal(offset)).add(s.gt, s.score_map)

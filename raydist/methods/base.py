@@ -3,8 +3,10 @@
 A detector turns decoded images into score maps. The engine never asks which one it has: it
 fits one per *fit unit* (a class, or the whole archive for ``scope = "archive"``), stores its
 ``state()`` generically, and scores with it. Binarisers (THR, TTT4AS, MEBin) see only a
-:class:`~raydist.contracts.ScoreBatch`: maps, the features TTT4AS trains on, and the nominal
-statistics THR uses. The types crossing these seams live in :mod:`raydist.contracts`.
+:class:`~raydist.contracts.ScoreBatch`: maps, image scores and the features TTT4AS trains on.
+What a unit learns from nominal validation images (THR's statistics, the image threshold) the
+engine computes from the detector's own val maps (:mod:`raydist.calibration`): no detector does.
+The types crossing these seams live in :mod:`raydist.contracts`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ class Detector(Protocol):
     needs_xyz: ClassVar[bool]  # rows must carry a point cloud
     aligns: ClassVar[tuple[str, ...]]  # score alignments it offers at evaluation (first = default)
     signed_maps: ClassVar[bool]  # maps can be negative (aligned maps): metric histograms need an offset
-    fit_splits: ClassVar[tuple[str, ...]]  # the nominal splits ``fit`` reads ("train", "val")
+    fit_splits: ClassVar[tuple[str, ...]]  # the nominal splits ``fit`` learns from: ("train",), or () for nothing
+    needs_calibration: ClassVar[bool]  # a fit without nominal val images is an error (else: no THR, no image gate)
     has_bank: ClassVar[bool]  # holds memory bank(s) that ``use_bank_search`` switches
 
     @classmethod
@@ -38,12 +41,17 @@ class Detector(Protocol):
         row's stored (H, W, 3) cloud, at the image's processed size (NaN = no point)."""
         ...
 
-    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> Detector: ...
+    def fit(self, encoder: Encoder, train: Sequence[Decoded]) -> Detector: ...
+
+    def aligned(self, align: str) -> Detector:
+        """This fitted detector scoring with alignment ``align`` (one of ``aligns``): calibration
+        scores the val images under each."""
+        ...
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch: ...
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(JSON-able info, tensors): all :meth:`from_state` needs; info has ``thr`` {mu, sigma}."""
+        """(JSON-able info, tensors): all :meth:`from_state` needs."""
         ...
 
     @classmethod
@@ -66,7 +74,8 @@ class Detector(Protocol):
 class BaseDetector:
     """Defaults of the protocol's class-level fields; a detector overrides what differs."""
 
-    fit_splits: ClassVar[tuple[str, ...]] = ("train", "val")
+    fit_splits: ClassVar[tuple[str, ...]] = ("train",)
+    needs_calibration: ClassVar[bool] = True
     has_bank: ClassVar[bool] = False  # a PatchCore memory bank that --bank-search applies to
 
     def use_bank_search(self, how: str, device: torch.device) -> None:
@@ -75,6 +84,10 @@ class BaseDetector:
     @classmethod
     def warm_up(cls, device: torch.device) -> None:
         """Nothing to load by default."""
+
+    def aligned(self, align: str) -> BaseDetector:
+        """One alignment only: itself."""
+        return self
 
     @classmethod
     def fit_inputs(cls, cfg) -> tuple[str, ...]:
@@ -86,15 +99,9 @@ class BaseDetector:
         return prep.xyz(raw)
 
 
-def require(train: Sequence[Decoded], val: Sequence[Decoded]) -> None:
-    """What every memory-bank-like detector needs before fitting (the engine's message for each)."""
+def require(train: Sequence[Decoded]) -> None:
+    """What every memory-bank-like detector needs before fitting."""
     from raydist.errors import ConfigError
 
     if not train:
         raise ConfigError("no decodable nominal train image")
-    if not val:
-        raise ConfigError("no nominal val image for the THR statistics (ingest with --val-fraction > 0)")
-
-
-def tile_nominal(stats: dict[str, float], n: int) -> np.ndarray:
-    return np.tile(np.array([[stats["mu"], stats["sigma"]]], np.float64), (n, 1))

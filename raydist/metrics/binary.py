@@ -1,7 +1,11 @@
-"""Precision, recall and F1 of binary masks, on anomalous images only (as the TTT4AS paper does).
+"""Quality of binary masks, from each image's (tp, fp, fn).
 
-Two aggregations: the per-image mean (what the paper's tables report; its mean F1 is not the
-harmonic mean of its mean P and R) and the pooled value over all pixels of all anomalous images.
+On anomalous images (as the TTT4AS paper does): precision, recall and F1 as the per-image mean
+(what the paper's tables report; its mean F1 is not the harmonic mean of its mean P and R), F1
+pooled over their pixels, and the mean IoU. Over every image, nominal ones included, what a user
+of an archive that is mostly good parts sees: ``segf1``, F1 of all pixels of all test images
+pooled (MVTec AD 2's threshold-dependent metric: a mask on a good part costs its false positives),
+and ``nominal_marked``, the share of nominal images given a non-empty mask.
 """
 
 from __future__ import annotations
@@ -44,7 +48,28 @@ def prf_from_counts(counts: Sequence[tuple[int, int, int]]) -> dict[str, float]:
     }
 
 
+def mask_metrics(anomalous: Sequence[tuple[int, int, int]], nominal: Sequence[tuple[int, int, int]]) -> dict[str, float]:
+    """Every mask metric (module docstring) from the (tp, fp, fn) of anomalous and of nominal images."""
+    out = prf_from_counts(anomalous)
+    out["iou"] = float(np.mean([tp / (tp + fp + fn) if tp + fp + fn else 0.0 for tp, fp, fn in anomalous])) if len(anomalous) else float("nan")
+    every = [*anomalous, *nominal]
+    out["segf1"] = _prf(*np.sum(np.asarray(every, dtype=np.float64), axis=0))[2] if every else float("nan")
+    out["nominal_marked"] = float(np.mean([tp + fp > 0 for tp, fp, _ in nominal])) if len(nominal) else float("nan")
+    return out
+
+
+def decision_prf(labels: Sequence[int], decided: Sequence[bool]) -> dict[str, float]:
+    """Precision, recall and F1 of an image-level decision, and the share of nominal images it marks."""
+    y, d = np.asarray(labels, dtype=int) == 1, np.asarray(decided, dtype=bool)
+    if y.size == 0:
+        nan = float("nan")
+        return {"precision": nan, "recall": nan, "f1": nan, "nominal_marked": nan}
+    tp = float(np.sum(y & d))
+    p, r, f = _prf(tp, float(np.sum(~y & d)), float(np.sum(y & ~d)))
+    return {"precision": p, "recall": r, "f1": f, "nominal_marked": float(d[~y].mean()) if (~y).any() else float("nan")}
+
+
 def mask_prf(masks: Sequence[np.ndarray], preds: Sequence[np.ndarray]) -> dict[str, float]:
-    """P/R/F1 over the images whose ground truth has at least one defect pixel."""
-    counts = [confusion(g, p) for g, p in zip(masks, preds) if np.any(g)]
-    return prf_from_counts(counts)
+    """Every mask metric from ground truths and predictions (an image with a defect pixel is anomalous)."""
+    counts = [(confusion(g, p), bool(np.any(g))) for g, p in zip(masks, preds)]
+    return mask_metrics([c for c, a in counts if a], [c for c, a in counts if not a])

@@ -4,7 +4,8 @@ Shape (a contract other tools rely on)::
 
     {"classes": {name: M}, "mean": M, "pooled": M}
     M = {i_auroc, i_ap, p_auroc, p_ap, aupro_30, aupro_1, n_images, n_anomalous, n_errors,
-         <binariser>: {precision, recall, f1, f1_pooled}, ...}
+         <binariser>: {precision, recall, f1, f1_pooled, iou, segf1, nominal_marked}, ...,
+         image: {precision, recall, f1, nominal_marked}}   (the image-level decision; summaries only)
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from raydist.segment.registry import BINARISERS as REGISTRY
 
 BINARISERS = tuple(REGISTRY)  # every binariser a report can hold, in display order
 SCORE_METRICS = ("i_auroc", "i_ap", "p_auroc", "p_ap", "aupro_30", "aupro_1")
-BINARY_METRICS = ("precision", "recall", "f1", "f1_pooled")
+BINARY_METRICS = ("precision", "recall", "f1", "f1_pooled", "iou", "segf1", "nominal_marked")
+DECISION_METRICS = ("precision", "recall", "f1", "nominal_marked")
 
 
 @dataclass

@@ -10,9 +10,15 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from raydist.metrics.aggregates import PixelAggregate
-from raydist.metrics.binary import prf_from_counts
+from raydist.metrics.binary import decision_prf, mask_metrics
 from raydist.metrics.image import i_ap, i_auroc
-from raydist.metrics.report import BINARY_METRICS, SCORE_METRICS, _nanmean, to_jsonable
+from raydist.metrics.report import (
+    BINARY_METRICS,
+    DECISION_METRICS,
+    SCORE_METRICS,
+    _nanmean,
+    to_jsonable,
+)
 
 
 def _block(images: list[dict], agg: PixelAggregate | None, binarisers: Sequence[str]) -> dict:
@@ -31,7 +37,10 @@ def _block(images: list[dict], agg: PixelAggregate | None, binarisers: Sequence[
         "n_errors": len(images) - len(ok),
     }
     for b in binarisers:
-        out[b] = prf_from_counts([tuple(im["counts"][b]) for im in ok if im["label"] == 1 and b in im["counts"]])
+        counts = [(tuple(im["counts"][b]), im["label"] == 1) for im in ok if b in im["counts"]]
+        out[b] = mask_metrics([c for c, a in counts if a], [c for c, a in counts if not a])
+    decided = [im for im in ok if im.get("is_anomalous") is not None]
+    out["image"] = decision_prf([im["label"] for im in decided], [im["is_anomalous"] for im in decided])
     return out
 
 
@@ -55,5 +64,6 @@ def report_from_summaries(summaries: Iterable[dict], binarisers: Sequence[str]) 
         mean[k] = int(sum(b[k] for b in classes.values()))
     for b in binarisers:
         mean[b] = {k: _nanmean([c[b][k] for c in classes.values()]) for k in BINARY_METRICS}
+    mean["image"] = {k: _nanmean([c["image"][k] for c in classes.values()]) for k in DECISION_METRICS}
     all_images = sorted((im for ims in images.values() for im in ims), key=lambda im: im["image_id"])
     return to_jsonable({"classes": classes, "mean": mean, "pooled": _block(all_images, pooled_agg, binarisers)})

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from raydist.segment.base import Binariser
 from raydist.segment.mebin import MEBin
+from raydist.segment.relative import Relative
 from raydist.segment.threshold import THR
 from raydist.segment.ttt4as import TTT4AS
 
-BINARISERS: dict[str, type[Binariser]] = {b.name: b for b in (THR, TTT4AS, MEBin)}
-DEFAULT_SEGMENT = ("thr", "ttt4as")  # MEBin on request: it is a baseline
+BINARISERS: dict[str, type[Binariser]] = {b.name: b for b in (THR, TTT4AS, MEBin, Relative)}
+DEFAULT_SEGMENT = ("thr", "ttt4as")  # MEBin and REL on request: they are baselines
 
 __all__ = ["BINARISERS", "DEFAULT_SEGMENT"]

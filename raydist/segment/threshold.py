@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from raydist.contracts import nominal_stats, thr_mask
+from raydist.calibration import nominal_stats, thr_mask
 from raydist.errors import ConfigError
 from raydist.segment.base import ScoredImage, make_params
 

@@ -4,7 +4,7 @@ from scipy import ndimage
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from raydist.metrics import aupro, i_ap, i_auroc, mask_prf, p_ap, p_auroc
-from raydist.metrics.report import EvalRecord, build_report
+from raydist.metrics.report import BINARY_METRICS, EvalRecord, build_report
 
 
 def test_perfect_and_inverted_maps():
@@ -102,4 +102,4 @@ def test_report_shape_per_class_mean_and_pooled():
     assert rep["pooled"]["i_auroc"] < 1.0
     assert rep["mean"]["n_images"] == 8 and rep["pooled"]["n_errors"] == 1 and rep["classes"]["b"]["n_errors"] == 1
     assert rep["classes"]["a"]["thr"]["f1"] == 1.0
-    assert set(rep["mean"]["thr"]) == {"precision", "recall", "f1", "f1_pooled"}
+    assert set(rep["mean"]["thr"]) == set(BINARY_METRICS)

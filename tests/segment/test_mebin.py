@@ -3,6 +3,7 @@ import pytest
 from scipy import ndimage
 
 from raydist.errors import ConfigError
+from raydist.metrics.report import BINARY_METRICS
 from raydist.segment.mebin import MEBin
 
 
@@ -65,7 +66,7 @@ def test_mebin_through_evaluate_local_and_ray(synth_uri, wrn_model_uri, tmp_path
         ray.shutdown()  # the embedded Ray this test started
     reps = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("local", "ray")]
     for rep in reps:
-        assert set(rep["mean"]["mebin"]) == {"precision", "recall", "f1", "f1_pooled"}
+        assert set(rep["mean"]["mebin"]) == set(BINARY_METRICS)
     assert reps[0]["pooled"]["mebin"]["f1"] == pytest.approx(reps[1]["pooled"]["mebin"]["f1"], abs=1e-9)
     rows = read_table(str(tmp_path / "ray" / "results"), columns=["mask_mebin", "error"]).to_pylist()
     assert len(rows) == 30 and all(r["mask_mebin"] for r in rows if r["error"] is None)

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydist.contracts import Decoded, ScoreBatch, nominal_stats
+from raydist.contracts import Decoded, ScoreBatch
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, require, tile_nominal
+from raydist.methods.base import BaseDetector, require
 from raydist.methods.cfm.crossmodal import CrossmodalMapping
 
 
@@ -76,19 +76,18 @@ class CFMDetector(BaseDetector):
         t = torch.from_numpy
         return self.mapping.score(t(grids), t(f3), t(frac), size, self.cfg.image_score)
 
-    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> CFMDetector:
-        require(train, val)
+    def fit(self, encoder: Encoder, train: Sequence[Decoded]) -> CFMDetector:
+        require(train)
         grids, f3, frac = self._features(encoder, train)
         self.mapping.fit(torch.from_numpy(grids), torch.from_numpy(f3), torch.from_numpy(frac))
-        maps, _ = self._score(*self._features(encoder, val), encoder.size)
-        self.info = {"thr": nominal_stats(maps), "n_train": len(train), "n_val": len(val), "dims": [grids.shape[1], f3.shape[1]]}
+        self.info = {"n_train": len(train), "dims": [grids.shape[1], f3.shape[1]]}
         return self
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
         grids, f3, frac = self._features(encoder, batch)
         maps, scores = self._score(grids, f3, frac, encoder.size)
         both = np.concatenate([grids, f3], axis=1)  # TTT4AS trains on the 2D + 3D features
-        return ScoreBatch(maps, scores, both, tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch],
+        return ScoreBatch(maps, scores, both, [{} for _ in batch],
                           feature_blocks=(grids.shape[1], f3.shape[1]))  # fmt: skip
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -103,4 +102,4 @@ class CFMDetector(BaseDetector):
 
     def describe(self) -> str:
         i = self.info
-        return f"CFM mapping {i['dims'][0]}<->{i['dims'][1]} from {i['n_train']} images, THR mu={i['thr']['mu']:.4f} sigma={i['thr']['sigma']:.4f}"
+        return f"CFM mapping {i['dims'][0]}<->{i['dims'][1]} from {i['n_train']} images"

@@ -1,7 +1,7 @@
 """Another detector's maps as a :class:`~raydist.methods.base.Detector` (``raydist segment``).
 
-Nothing is learnt from images: "fitting" a class reads the maps of its nominal validation rows
-for THR's statistics (when there are any), and scoring looks maps up by ``image_id``, aligns each
+Nothing is learnt from images: the engine's calibration reads the maps of a class's nominal
+validation rows (when there are any), and scoring looks maps up by ``image_id``, aligns each
 to its image and hands it on with the frozen backbone's features, which TTT4AS trains on. So THR,
 TTT4AS and MEBin binarise a foreign map exactly as they do raydist's own.
 """
@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from raydist.contracts import Decoded, ScoreBatch, nominal_stats
+from raydist.contracts import Decoded, ScoreBatch
 from raydist.errors import DuplicateImageIdError, MissingMapError, RowError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, tile_nominal
+from raydist.methods.base import BaseDetector
 from raydist.methods.maps.align import align_map, decode_map
 from raydist.methods.maps.store import MapStore
 from raydist.methods.patchcore.patchcore import image_scores
@@ -27,7 +27,8 @@ class ExternalMapsDetector(BaseDetector):
     needs_xyz = False
     aligns = ("none",)
     signed_maps = False
-    fit_splits = ("val",)  # THR statistics only; nothing is learnt from train images
+    fit_splits = ()  # nothing is learnt from images
+    needs_calibration = False  # maps without nominal val rows: no THR, no image gate (other binarisers still run)
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -60,21 +61,17 @@ class ExternalMapsDetector(BaseDetector):
                 errors.append(str(e))
         return maps, scores, errors
 
-    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> ExternalMapsDetector:
-        maps, _, errors = self.maps(encoder, val)
-        ok = [m for m in maps if m is not None]
-        self.info = {"thr": nominal_stats(np.stack(ok)) if ok else None, "n_train": 0, "n_val": len(ok),
-                     "val_map_errors": [e for e in errors if e]}  # fmt: skip
+    def fit(self, encoder: Encoder, train: Sequence[Decoded]) -> ExternalMapsDetector:
+        self.info = {"maps": self.cfg.maps}
         return self
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
         maps, stored, errors = self.maps(encoder, batch)
         dense = np.stack([m if m is not None else np.zeros(encoder.size, np.float32) for m in maps])
         read = image_scores(dense, self.cfg.image_score)  # the detector's own score wins when the maps carry one
-        nominal = tile_nominal(self.info["thr"] or {"mu": float("nan"), "sigma": float("nan")}, len(batch))
         features = encoder.extract([d.image for d in batch])
         scores = np.array([s if s is not None else r for s, r in zip(stored, read)], dtype=np.float64)
-        return ScoreBatch(dense, scores, features, nominal, [{} for _ in batch], errors)
+        return ScoreBatch(dense, scores, features, [{} for _ in batch], errors)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         return self.info, {}
@@ -86,6 +83,4 @@ class ExternalMapsDetector(BaseDetector):
         return det
 
     def describe(self) -> str:
-        t = self.info["thr"]
-        thr = f"THR mu={t['mu']:.4f} sigma={t['sigma']:.4f}" if t else "no nominal val maps: no THR"
-        return f"external maps, {self.info['n_val']} nominal val maps, {thr}"
+        return f"external maps from {self.cfg.maps}"

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from raydist.contracts import Decoded, ScoreBatch, nominal_stats
+from raydist.contracts import Decoded, ScoreBatch
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, require, tile_nominal
+from raydist.methods.base import BaseDetector, require
 from raydist.methods.patchcore.knn import warm_up_search
 from raydist.methods.patchcore.patchcore import PatchCore
 
@@ -28,19 +28,17 @@ class PatchCoreDetector(BaseDetector):
         self.model = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed)
         self.info: dict[str, Any] = {}
 
-    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> PatchCoreDetector:
-        require(train, val)
+    def fit(self, encoder: Encoder, train: Sequence[Decoded]) -> PatchCoreDetector:
+        require(train)
         self.model.fit(encoder.extract([d.image for d in train]))
-        maps, _ = self.model.score(encoder.extract([d.image for d in val]), encoder.size)
         bank = self.model.bank
-        self.info = {"thr": nominal_stats(maps), "n_train": len(train), "n_val": len(val),
-                     "bank_size": int(bank.shape[0]), "dim": int(bank.shape[1])}  # fmt: skip
+        self.info = {"n_train": len(train), "bank_size": int(bank.shape[0]), "dim": int(bank.shape[1])}
         return self
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
         grids = encoder.extract_on_device([d.image for d in batch])
         maps, scores = self.model.to(encoder.device).score(grids, encoder.size)  # the bank stays resident on that device
-        return ScoreBatch(maps, scores, grids.cpu().numpy(), tile_nominal(self.info["thr"], len(batch)), [{} for _ in batch])
+        return ScoreBatch(maps, scores, grids.cpu().numpy(), [{} for _ in batch])
 
     @classmethod
     def warm_up(cls, device: torch.device) -> None:
@@ -63,4 +61,4 @@ class PatchCoreDetector(BaseDetector):
 
     def describe(self) -> str:
         i = self.info
-        return f"bank {i['bank_size']}x{i['dim']} from {i['n_train']} images, THR mu={i['thr']['mu']:.4f} sigma={i['thr']['sigma']:.4f}"
+        return f"bank {i['bank_size']}x{i['dim']} from {i['n_train']} images"

@@ -2,23 +2,24 @@
 
 fit: one PatchCore bank over all classes mixed (``route="none"``) or one per label-free cluster
 (``route="clusters"``), a CADA regressor trained on leave-one-out scores of the nominal train
-images, and THR statistics for each alignment (``none``, ``cada``, ``class``) from the mixed val
-set. Class labels are read only for the class-aware CaDA-A comparison statistics.
+images. The engine calibrates each alignment (``none``, ``cada``, ``class``) on the mixed val set.
+Class labels are read only for the class-aware CaDA-A comparison statistics.
 score: maps are aligned with the chosen rule, so one threshold serves every class.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from raydist.contracts import Decoded, ScoreBatch, nominal_stats
+from raydist.contracts import Decoded, ScoreBatch
 from raydist.errors import ConfigError
 from raydist.features.encoder import Encoder
-from raydist.methods.base import BaseDetector, require, tile_nominal
+from raydist.methods.base import BaseDetector, require
 from raydist.methods.patchcore.knn import warm_up_search
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
@@ -74,9 +75,17 @@ class UnifiedDetector(BaseDetector):
             "class": align_maps(raw, np.array([cs.get(c, [0.0, 1.0]) for c in classes]), self.info["floor"]),
         }
 
-    def fit(self, encoder: Encoder, train: Sequence[Decoded], val: Sequence[Decoded]) -> UnifiedDetector:
-        require(train, val)
-        grids, vgrids = encoder.extract([d.image for d in train]), encoder.extract([d.image for d in val])
+    def aligned(self, align: str) -> UnifiedDetector:
+        """The same fitted banks and regressor, scoring with ``align``."""
+        if align not in self.aligns:
+            raise ConfigError(f"align must be one of {self.aligns}, got {align!r}")
+        other = copy.copy(self)
+        other.align = align
+        return other
+
+    def fit(self, encoder: Encoder, train: Sequence[Decoded]) -> UnifiedDetector:
+        require(train)
+        grids = encoder.extract([d.image for d in train])
         self.router = Router(self.cfg.k, seed=self.cfg.seed).fit(grids) if self.cfg.route == "clusters" else None
         groups = self._groups(grids)
         loo = np.zeros((len(train), *encoder.size), dtype=np.float32)
@@ -91,15 +100,9 @@ class UnifiedDetector(BaseDetector):
         tgt = image_targets(loo)
         classes = sorted({d.class_name for d in train})
         class_stats = {c: tgt[[i for i, d in enumerate(train) if d.class_name == c]].mean(axis=0).tolist() for c in classes}
-        self.info = {"class_stats": class_stats, "floor": float(0.05 * np.median(tgt[:, 1] - tgt[:, 0]))}
-        vraw = score_routed(self.banks, vgrids, self._groups(vgrids), encoder.size)
-        variants = self._variants(vraw, vgrids, [d.class_name for d in val])
-        self.info.update(
-            thr=nominal_stats(variants["cada"]),  # the default alignment's, for logs and metric bins
-            thr_by_align={a: nominal_stats(m) for a, m in variants.items()},
-            n_groups=len(self.banks), banks=[int(b.bank.shape[0]) for b in self.banks], n_train=len(train), n_val=len(val),
-            cada=self.cada.get_params(), silhouettes=self.router.silhouettes if self.router else {},
-        )  # fmt: skip
+        self.info = {"class_stats": class_stats, "floor": float(0.05 * np.median(tgt[:, 1] - tgt[:, 0])),
+                     "n_groups": len(self.banks), "banks": [int(b.bank.shape[0]) for b in self.banks], "n_train": len(train),
+                     "cada": self.cada.get_params(), "silhouettes": self.router.silhouettes if self.router else {}}  # fmt: skip
         return self
 
     def score(self, encoder: Encoder, batch: Sequence[Decoded]) -> ScoreBatch:
@@ -109,8 +112,7 @@ class UnifiedDetector(BaseDetector):
         maps = variants[self.align]
         extras = [{"variant_scores": {a: float(image_scores(v[j][None], "top1")[0]) for a, v in variants.items()}, "group": int(groups[j])}
                   for j in range(len(batch))]  # fmt: skip
-        nominal = tile_nominal(self.info["thr_by_align"][self.align], len(batch))
-        return ScoreBatch(maps, image_scores(maps, "top1"), grids, nominal, extras)
+        return ScoreBatch(maps, image_scores(maps, "top1"), grids, extras)
 
     def state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         tensors = {f"bank.{g}": np.ascontiguousarray(b.bank) for g, b in enumerate(self.banks)}
