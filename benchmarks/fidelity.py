@@ -1,9 +1,12 @@
-"""Fidelity harness: ingest -> fit -> score once -> THR and TTT4AS under a sweep, per dev category.
+"""Fidelity harness: ingest -> fit -> score once -> every binariser, per dev category.
 
 Run: .venv/bin/python benchmarks/fidelity.py [--data-root ../shared/data] [--work /tmp/raydist-fidelity]
          [--only bottle,kolektorsdd] [--sweep radius=2,4,8 --sweep feature_scale=raw,norm]
-Prints one table per category (prints, asserts nothing). Ingests and fitted models are cached
-under --work, so a second run with another sweep only re-binarises.
+Prints one table per category (prints, asserts nothing): every registered binariser at its
+defaults and the best fixed REL level (an oracle), with the image gate and without, by F1 and IoU
+(anomalous images), SegF1 and the share of nominal images marked (all images), ms per image; then,
+with --sweep, TTT4AS under each setting. Ingests and fitted models are cached under --work, so a
+second run with another sweep only re-binarises.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from raydist.data.ingest import ingest  # noqa: E402
 from raydist.data.synth import SynthConfig, write_synth  # noqa: E402
 from raydist.engine.fit import fit as fit_model  # noqa: E402
 from raydist.fidelity import (  # noqa: E402
+    binariser_block,
+    image_decision,
     mebin_block,
     parse_sweep,
+    rel_oracle,
     score_metrics,
     score_split,
     thr_block,
     ttt4as_block,
 )
+from raydist.segment.registry import BINARISERS  # noqa: E402
 from raydist.segment.ttt4as import TTT4AS  # noqa: E402
 
 # category -> (source folder under the data root, ingest format, model config overrides)
@@ -76,6 +83,20 @@ def row(label: str, b: dict) -> str:
     return f"{label:<58} {cells}{extra}"
 
 
+def mask_table(split) -> str:
+    """Every registered binariser at its defaults, and the oracle's fixed REL level, gated | ungated."""
+    head = f"{'binariser (defaults)':<30} | {'gated: F1':>9} {'SegF1':>6} {'nom.mk':>6} {'IoU':>6} | {'ungated: F1':>11} {'SegF1':>6} {'nom.mk':>6} {'IoU':>6} | {'ms/img':>6}"
+    lines = [head, "-" * len(head)]
+    rows = [(name, b(), None) for name, b in BINARISERS.items()]
+    (best_g, gated), (best_u, ungated) = rel_oracle(split, True), rel_oracle(split, False)
+    rows.append((f"rel, best fixed level {best_g:.2f} | {best_u:.2f}", None, (gated, ungated)))
+    for label, b, blocks in rows:
+        g, u = blocks or (binariser_block(split, b, True), binariser_block(split, b, False))
+        lines.append(f"{label:<30} | {g['f1']:>9.3f} {g['segf1']:>6.3f} {g['nominal_marked']:>6.0%} {g['iou']:>6.3f} | "
+                     f"{u['f1']:>11.3f} {u['segf1']:>6.3f} {u['nominal_marked']:>6.0%} {u['iou']:>6.3f} | {u['ms']:>6.1f}")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -94,8 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         split = score_split(*got, category=name)
         sm = score_metrics(split)
         area = thr_block(split)["area_true"]
+        dec = image_decision(split)
         print(f"\n== {name} ({a.method} maps): {len(split.images)} test images, {len(split.anomalous)} anomalous, mean true area {area:.0f} px; "
-              f"I-AUROC {sm['i_auroc']:.3f} P-AUROC {sm['p_auroc']:.3f} AUPRO@30 {sm['aupro_30']:.3f}; scoring {split.score_ms:.1f} ms/img")  # fmt: skip
+              f"I-AUROC {sm['i_auroc']:.3f} P-AUROC {sm['p_auroc']:.3f} AUPRO@30 {sm['aupro_30']:.3f}; scoring {split.score_ms:.1f} ms/img; "
+              f"image gate: recall {dec['recall']:.0%}, nominal images passed {dec['nominal_marked']:.0%}")  # fmt: skip
+        print(mask_table(split))
+        if not grid:
+            continue
         print(f"{'binariser':<58} " + " ".join(f"{c:>9}" for c in COLS) + f" {'ms/img':>7} {'share':>7}")
         print(row("THR (mu + 3 sigma)", thr_block(split)))
         print(row("MEBin (per image, AnomalyNCD defaults)", mebin_block(split)))

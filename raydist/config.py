@@ -133,7 +133,7 @@ RUNTIMES = ("torch", "openvino")  # what runs a CNN backbone's forward pass at e
 class EvalConfig:
     """How an evaluation binarises and what it reads; part of every unit's identity (nightly)."""
 
-    segment: tuple[str, ...] = ("thr", "ttt4as")  # raydist.segment.registry.DEFAULT_SEGMENT; mebin on request: it is a baseline
+    segment: tuple[str, ...] | None = None  # binarisers by name; None: raydist.segment.registry.DEFAULT_SEGMENT
     # each configured binariser's hyper-parameters, by name: its Params object, or a dict of the
     # fields that differ from its defaults (validated and completed here); its defaults live in its Params
     params: dict[str, Any] = field(default_factory=dict)
@@ -156,9 +156,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         from raydist.segment.base import make_params
-        from raydist.segment.registry import BINARISERS
+        from raydist.segment.registry import BINARISERS, DEFAULT_SEGMENT
 
-        segment = tuple(self.segment)
+        segment = tuple(DEFAULT_SEGMENT if self.segment is None else self.segment)
         unknown = sorted(set(segment) - set(BINARISERS))
         if unknown or not segment:
             raise ConfigError(f"unknown or no binariser(s) {unknown}; choose from {tuple(BINARISERS)}")

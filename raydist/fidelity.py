@@ -18,12 +18,17 @@ import numpy as np
 from raydist.contracts import Scored
 from raydist.data.dataset import iter_batches
 from raydist.engine.scoring import Scorer
+from raydist.engine.stages import binarise
 from raydist.metrics.aupro import aupro
-from raydist.metrics.binary import confusion, prf_from_counts
+from raydist.metrics.binary import confusion, mask_metrics, prf_from_counts
 from raydist.metrics.image import i_auroc
 from raydist.metrics.pixel import p_auroc
+from raydist.segment.base import Binariser
 from raydist.segment.mebin import MEBin
+from raydist.segment.relative import Relative
 from raydist.segment.ttt4as import TTT4AS
+
+REL_LEVELS = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95: the fixed levels the oracle picks from
 
 
 @dataclass
@@ -116,6 +121,42 @@ def ttt4as_block(split: ScoredSplit, params: dict[str, Any]) -> dict[str, float]
     """TTT4AS with ``params`` on every anomalous image of the split, with its time per image."""
     tt = TTT4AS(**params)
     return _timed_block(split, lambda s: tt.fit_predict(s.score_map, s.feature_grids(), s.thr_region)[0])
+
+
+def binariser_block(split: ScoredSplit, binariser: Binariser, gate: bool = True) -> dict[str, float]:
+    """``binariser`` on every image of the split, as the engine runs it (:func:`~raydist.engine.stages.binarise`;
+    ``gate``: an image judged nominal gets an empty mask): every mask metric over all images
+    (F1, IoU on anomalous ones; SegF1, nominal_marked over all) and its time per image."""
+    counts: dict[bool, list] = {True: [], False: []}
+    spent = 0.0
+    for s in split.images:
+        if s.error is not None:
+            continue
+        t = time.perf_counter()
+        masks, _ = binarise(s, [binariser], gate=gate)
+        spent += time.perf_counter() - t
+        counts[s.label == 1].append(confusion(s.gt, masks[binariser.name]))
+    out = mask_metrics(counts[True], counts[False])
+    out["ms"] = 1000 * spent / max(len(counts[True]) + len(counts[False]), 1)
+    out["share"] = out["ms"] / split.score_ms
+    return out
+
+
+def rel_oracle(split: ScoredSplit, gate: bool = True) -> tuple[float, dict[str, float]]:
+    """The fixed REL level with the best F1 on this split (picked with its ground truth, which no
+    user has: a per-category tuning no rule can get for free), and its block."""
+    blocks = {lv: binariser_block(split, Relative(level=lv), gate) for lv in REL_LEVELS}
+    best = max(blocks, key=lambda lv: blocks[lv]["f1"])
+    return best, blocks[best]
+
+
+def image_decision(split: ScoredSplit) -> dict[str, float]:
+    """The image-level decision on this split: recall on anomalous images, share of nominal ones marked."""
+    ok = [s for s in split.images if s.error is None and s.is_anomalous is not None]
+    an = [s.is_anomalous for s in ok if s.label == 1]
+    no = [s.is_anomalous for s in ok if s.label == 0]
+    nan = float("nan")
+    return {"recall": float(np.mean(an)) if an else nan, "nominal_marked": float(np.mean(no)) if no else nan}
 
 
 def parse_sweep(items: Iterable[str]) -> list[dict[str, Any]]:

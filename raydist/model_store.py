@@ -95,6 +95,22 @@ def unit_calibration(meta: dict[str, Any], name: str, align: str) -> Calibration
     return Calibration.from_dict(cal[align]) if cal else None
 
 
+def adopt_calibration(uri: str, source_uri: str, storage_options=None) -> dict[str, Any]:
+    """Give each unit of the model at ``uri`` (a maps model, one unit per class) the calibration of
+    the model that made the maps: its unit of the same class, or its archive-wide unit, under its
+    default alignment. So ``raydist segment --maps RESULTS/results --model MODEL`` binarises last
+    night's maps with evaluate's THR statistics and image threshold, no val row re-scored."""
+    meta, source = load_meta(uri, storage_options), load_meta(source_uri, storage_options)
+    align = detector_class(source["config"]["method"]).aligns[0]
+    for name, unit in meta["units"].items():
+        src = source["units"].get(name) or source["units"].get(ALL)
+        if src is None:
+            raise ConfigError(f"--model {source_uri} has no unit for class {name!r}: its calibration cannot be used")
+        unit["calibration"] = {a: src["calibration"][align] for a in detector_class(meta["config"]["method"]).aligns} if src["calibration"] else None
+    write_bytes(join(uri, "model.json"), json.dumps(meta, indent=2).encode(), storage_options)
+    return meta
+
+
 def score_offset(meta: dict[str, Any]) -> float:
     """Added to scores before the metrics' log-spaced histogram bins: 0 for distances; 10 for
     signed (aligned) maps, which are ~0 for normal pixels, ~1 at a normal image's max and can be

@@ -36,7 +36,7 @@ def add_config_args(p: argparse.ArgumentParser, cls: type, only: Sequence[str] |
 
 
 # what `segment` needs of a model: the backbone TTT4AS trains on and how images are processed
-SEGMENT_FIELDS = ("backbone", "weights", "block", "proj_dim", "resize", "crop", "aspect", "image_score", "thr_k", "seed")
+SEGMENT_FIELDS = ("backbone", "weights", "block", "proj_dim", "resize", "crop", "aspect", "image_score", "thr_k", "image_k", "seed")
 
 
 def model_config(a: argparse.Namespace):
@@ -44,8 +44,11 @@ def model_config(a: argparse.Namespace):
     from raydist.config import ModelConfig
 
     given = {k[4:]: v for k, v in vars(a).items() if k.startswith("cfg_")}
-    if a.verb == "segment":
-        return ModelConfig(method="maps", maps=a.maps, **given)
+    if a.verb == "segment":  # the maps' own model (--model) gives the feature settings not given here
+        from raydist.model_store import load_meta
+
+        source = load_meta(a.model)["config"] if getattr(a, "model", None) else {}
+        return ModelConfig(method="maps", maps=a.maps, **{**{k: source[k] for k in SEGMENT_FIELDS if k in source}, **given})
     if a.unified:
         if given.get("method", "unified") != "unified":
             raise ConfigError(f"--unified is --method unified; it cannot be combined with --method {given['method']}")
@@ -68,7 +71,7 @@ def add_fit_args(p: argparse.ArgumentParser) -> None:
 
 def add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
     from raydist.config import EvalConfig
-    from raydist.segment.registry import BINARISERS
+    from raydist.segment.registry import BINARISERS, DEFAULT_SEGMENT
 
     d = {f.name: f.default for f in dataclasses.fields(EvalConfig) if f.default is not dataclasses.MISSING}
     p.add_argument("--data", required=True, help="dataset URI (its test split is evaluated)")
@@ -76,7 +79,7 @@ def add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         p.add_argument("--model", required=True, help="model written by `raydist fit`: its folder URI, or models:/NAME/VERSION or models:/NAME@ALIAS (MLflow registry)")
     p.add_argument("--out", required=True, help="results URI: results/ (Parquet) + metrics.json")
     p.add_argument("--class", dest="classes", action="append", help="evaluate only this class (repeatable)")
-    p.add_argument("--segment", default=argparse.SUPPRESS, help=f"binarisers, comma-separated: {','.join(BINARISERS)} (default: {','.join(d['segment'])})")
+    p.add_argument("--segment", default=argparse.SUPPRESS, help=f"binarisers, comma-separated: {','.join(BINARISERS)} (default: {','.join(DEFAULT_SEGMENT)})")
     p.add_argument("--align", choices=["none", "cada", "class"], default=argparse.SUPPRESS,
                    help="unified models: score alignment (default cada; class = CaDA-A, needs labels)")
     p.add_argument("--batch-size", type=int, default=argparse.SUPPRESS, help=f"images per scoring batch (default: {d['batch_size']})")

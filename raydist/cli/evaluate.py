@@ -26,11 +26,13 @@ def run(a: argparse.Namespace) -> int:
     executors.check(a)
     t = tracking.tracker(a)
     model_ref, model, version_tags = None, None, {}
-    if a.verb != "segment":
+    if a.model:
         from raydist.tracking.mlflow_tracker import resolve_model
 
         model_ref = a.model  # as given: a folder URI or models:/NAME/VERSION | models:/NAME@ALIAS
         model, version_tags = resolve_model(a.model, t.uri if t else os.environ.get("MLFLOW_TRACKING_URI"))
+        if a.verb == "segment":  # the model that made the maps: its calibration (fit_maps_model)
+            a.model, model, version_tags = model, None, {}
     run = None
     if t is not None:
         from raydist.model_store import load_meta
@@ -71,23 +73,32 @@ def run(a: argparse.Namespace) -> int:
 
 
 def print_table(report: dict) -> None:
-    """Per-class THR vs TTT4AS table, the summary users read first."""
+    """Per-class table, the summary users read first: each binariser's F1 (anomalous images) and
+    SegF1 (all images), then the image decision's recall and share of good parts marked."""
     cols = ["i_auroc", "p_auroc", "aupro_30"]
     from raydist.metrics.report import BINARISERS
 
     bins = [b for b in BINARISERS if b in report["mean"]]
-    head = f"{'class':<16}" + "".join(f"{c:>10}" for c in cols) + "".join(f"{'F1 ' + b:>12}" for b in bins) + f"{'errors':>8}"
+    head = f"{'class':<16}" + "".join(f"{c:>10}" for c in cols) + "".join(f"{b + ' F1/SegF1':>18}" for b in bins) + f"{'errors':>8}"
     print(head)
     print("-" * len(head))
 
     def fmt(v) -> str:
         return "       nan" if v is None else f"{v:10.3f}"
 
+    def pair(b: dict) -> str:
+        return f"{'nan' if b['f1'] is None else format(b['f1'], '.3f')}/{'nan' if b.get('segf1') is None else format(b['segf1'], '.3f')}"
+
     blocks = list(report["classes"].items()) + [("MEAN", report["mean"]), ("POOLED", report["pooled"])]
     for name, m in blocks:
         line = f"{name:<16}" + "".join(fmt(m[c]) for c in cols)
-        line += "".join(f"{(m[b]['f1'] if m[b]['f1'] is not None else float('nan')):12.3f}" for b in bins)
+        line += "".join(f"{pair(m[b]):>18}" for b in bins)
         print(line + f"{m['n_errors']:>8}")
+    d = report["pooled"].get("image") or {}
+    if d.get("recall") is not None:
+        marked = "n/a" if d.get("nominal_marked") is None else f"{d['nominal_marked']:.0%}"
+        print(f"image decision: recall {d['recall']:.0%} of anomalous images, {marked} of good ones marked "
+              f"({'masks only on images judged anomalous' if report['config']['evaluate'].get('gate', True) else '--no-gate: every image binarised'})")
     t = report.get("timing") or {}
     if t.get("stages_s"):
         busy = sorted(t["stages_s"].items(), key=lambda kv: -kv[1])

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from raydist.segment.base import Binariser
 from raydist.segment.mebin import MEBin
-from raydist.segment.relative import Relative
+from raydist.segment.relative import AdaptiveRelative, Relative
 from raydist.segment.threshold import THR
 from raydist.segment.ttt4as import TTT4AS
 
-BINARISERS: dict[str, type[Binariser]] = {b.name: b for b in (THR, TTT4AS, MEBin, Relative)}
-DEFAULT_SEGMENT = ("thr", "ttt4as")  # MEBin and REL on request: they are baselines
+BINARISERS: dict[str, type[Binariser]] = {b.name: b for b in (THR, TTT4AS, AdaptiveRelative, MEBin, Relative)}
+# THR (the papers' baseline), TTT4AS (the paper's method) and AREL (the best masks on the dev set,
+# README "Mask quality"); MEBin and REL on request: they are baselines
+DEFAULT_SEGMENT = ("thr", "ttt4as", "arel")
 
 __all__ = ["BINARISERS", "DEFAULT_SEGMENT"]

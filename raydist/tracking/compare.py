@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-HEADLINE = ("_mean/f1_thr", "_mean/f1_ttt4as", "_mean/i_auroc", "_mean/p_auroc")  # metric names are <scope>/<metric>
+HEADLINE = ("_mean/f1_thr", "_mean/f1_ttt4as", "_mean/segf1_ttt4as", "_mean/i_auroc", "_mean/p_auroc")  # metric names are <scope>/<metric>
 PER_CLASS = ("f1_ttt4as", "f1_thr", "i_auroc")
 
 

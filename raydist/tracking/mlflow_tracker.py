@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from raydist import __version__
-from raydist.metrics.report import BINARISERS
+from raydist.metrics.report import BINARISERS, BINARY_METRICS, DECISION_METRICS
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 _SAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
-BINARY_KEYS = ("precision", "recall", "f1", "f1_pooled")
+BINARY_KEYS = BINARY_METRICS  # per binariser: precision, recall, f1, f1_pooled, iou, segf1, nominal_marked
 SCORE_KEYS = ("i_auroc", "i_ap", "p_auroc", "p_ap", "aupro_30", "aupro_1", "n_images", "n_anomalous", "n_errors")
 
 
@@ -60,6 +60,9 @@ def metric_items(report: dict[str, Any]) -> dict[str, float]:
             for k in BINARY_KEYS:
                 if isinstance(m.get(b), dict) and m[b].get(k) is not None:
                     out[f"{scope}/{k}_{b}"] = float(m[b][k])
+        for k in DECISION_METRICS:  # the image-level decision
+            if isinstance(m.get("image"), dict) and m["image"].get(k) is not None:
+                out[f"{scope}/image_{k}"] = float(m["image"][k])
     for variant, m in (report.get("alignment") or {}).items():  # unified models: raw vs CADA vs CaDA-A
         for k, v in m.items():
             if v is not None:

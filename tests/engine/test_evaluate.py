@@ -109,3 +109,34 @@ def test_results_do_not_depend_on_the_number_of_workers(synth_uri, wrn_model_uri
     assert reports[1] == reports[3]
     rows = {w: read_table(str(tmp_path / f"w{w}" / "results")).sort_by("image_id").to_pylist() for w in (1, 3)}
     assert len(rows[1]) == 30 and rows[1] == rows[3]
+
+
+def test_the_image_gate_leaves_nominal_images_without_a_mask(synth_uri, wrn_model_uri, tmp_path):
+    """Generated data, every binariser: an image judged nominal (its score not above its class's
+    image threshold) gets an empty mask from each, its TTT4AS status says why; --no-gate (the
+    papers' protocol) binarises it. metrics.json carries the image decision and SegF1 sees the difference."""
+    import numpy as np
+
+    from raydist.data.decode import decode_mask
+    from raydist.model_store import load_meta
+    from raydist.segment.registry import BINARISERS
+
+    every = tuple(BINARISERS)
+    gated = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "gated"), EvalConfig(segment=every))
+    rows = read_table(str(tmp_path / "gated" / "results")).to_pylist()
+    thresholds = {c: u["calibration"]["none"]["image_threshold"] for c, u in load_meta(wrn_model_uri)["units"].items()}
+    for r in rows:
+        assert r["is_anomalous"] == (r["image_score"] > thresholds[r["class_name"]])
+    judged_nominal = [r for r in rows if not r["is_anomalous"]]
+    good = [r for r in judged_nominal if r["label"] == 0]
+    assert good, "some generated good part must fall below its class's image threshold"
+    for r in judged_nominal:
+        assert all(not decode_mask(r[f"mask_{b}"], r["image_id"]).any() for b in every), r["image_id"]
+        assert r["ttt4as_status"] == "nominal"
+    open_ = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "open"), EvalConfig(segment=every, gate=False))
+    ungated = {r["image_id"]: r for r in read_table(str(tmp_path / "open" / "results")).to_pylist()}
+    assert any(decode_mask(ungated[r["image_id"]]["mask_rel"], r["image_id"]).any() for r in good)  # REL always marks a non-flat map
+    g, u = gated["pooled"], open_["pooled"]
+    assert g["rel"]["nominal_marked"] < u["rel"]["nominal_marked"] == 1.0
+    assert g["image"]["nominal_marked"] == pytest.approx(1 - len(good) / sum(r["label"] == 0 for r in rows))
+    assert np.isfinite(g["image"]["recall"]) and g["image"] == u["image"]  # the decision is made either way

@@ -112,3 +112,23 @@ def test_thr_without_nominal_val_maps_is_refused(synth_uri, wrn_model_uri, tmp_p
     maps = write_maps(tmp_path / "maps", results_maps(str(tmp_path / "ev")))  # test maps only
     assert main(["segment", "--data", synth_uri, "--maps", maps, "--out", str(tmp_path / "seg"), *MODEL_FLAGS, "--no-tracking"]) == 2
     assert "THR needs nominal validation maps" in capsys.readouterr().err
+
+
+def test_results_rebinarised_with_the_models_calibration(synth_uri, wrn_model_uri, tmp_path):
+    """Last night's results, re-binarised without re-scoring: `segment --maps RESULTS/results --model
+    MODEL` takes THR's statistics, the image threshold and the feature settings from the model that
+    made the maps, so the masks (gate included), the image decision and every metric are evaluate's."""
+    seg = ["--segment", "thr,ttt4as,rel", "--no-tracking"]
+    ev, out = tmp_path / "ev", tmp_path / "seg"
+    assert main(["evaluate", "--data", synth_uri, "--model", wrn_model_uri, "--out", str(ev), *seg]) == 0
+    assert main(["segment", "--data", synth_uri, "--maps", str(ev / "results"), "--model", wrn_model_uri, "--out", str(out), *seg]) == 0
+    a, b = _rows(str(ev)), _rows(str(out))
+    assert a.keys() == b.keys() and len(a) == 30
+    assert any(r["is_anomalous"] is False for r in a.values()) and any(r["is_anomalous"] for r in a.values())
+    for k in a:
+        for col in ("score_map", "image_score", "is_anomalous", "mask_thr", "mask_ttt4as", "mask_rel", "ttt4as_status", "error"):
+            assert a[k][col] == b[k][col], (k, col)
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (ev, out))
+    for block in ("mean", "pooled"):
+        for key in ("i_auroc", "thr", "ttt4as", "rel", "image", "n_images"):
+            assert ma[block][key] == mb[block][key], (block, key)
