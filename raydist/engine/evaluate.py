@@ -22,6 +22,7 @@ from raydist.engine.scoring import DEFAULT_CACHE_MB, Scorer
 from raydist.engine.stages import batches, score_and_binarise, segment_unit
 from raydist.engine.units import Unit, list_units, read_unit, run_key
 from raydist.errors import ConfigError
+from raydist.methods import detector_class
 from raydist.model_store import load_meta, score_offset
 from raydist.progress import Progress
 from raydist.timing import StageTimes, timing_block
@@ -91,7 +92,7 @@ def finish(p: Plan, out_uri: str, executor: dict[str, Any], evaluated: int, t0: 
     ``t0`` is when the run started (``time.perf_counter``); ``stages`` its stage seconds, summed
     over ``workers`` workers running side by side."""
     t_metrics = time.perf_counter()
-    report = results.metrics_from_results(out_uri, list(p.cfg.segment), storage_options)
+    report = results.metrics_from_results(out_uri, list(p.cfg.segment), detector_class(p.meta["config"]["method"]), storage_options)
     report["duplicates"] = p.duplicates
     report["config"] = {"model": p.meta["config"], "evaluate": p.cfg.to_dict()}
     report["run_key"] = p.key

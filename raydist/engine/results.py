@@ -17,12 +17,11 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from raydist.metrics.image import i_ap, i_auroc
-from raydist.metrics.report import _nanmean, to_jsonable
+from raydist.methods import Detector
+from raydist.metrics.report import to_jsonable
 from raydist.metrics.summary import report_from_summaries
 from raydist.storage import filesystem, join, read_bytes, write_bytes
 
@@ -79,38 +78,22 @@ def last_run_key(out_uri: str, storage_options=None) -> str | None:
         return None
 
 
-def alignment_block(images: list[dict]) -> dict[str, Any] | None:
-    """Image-level metrics of every alignment side by side (unified models): pooled and class mean."""
-    ok = [im for im in images if im.get("variant_scores") and im.get("error") is None]
-    if not ok:
-        return None
-    lab = np.array([im["label"] for im in ok])
-    cls = np.array([im["class_name"] for im in ok])
-    out = {}
-    for v in ok[0]["variant_scores"]:
-        sc = np.array([im["variant_scores"][v] for im in ok])
-        out[v] = {
-            "i_auroc_pooled": i_auroc(lab, sc),
-            "i_ap_pooled": i_ap(lab, sc),
-            "i_auroc_mean": _nanmean([i_auroc(lab[cls == c], sc[cls == c]) for c in sorted(set(cls))]),
-        }
-    return to_jsonable(out)
-
-
-def metrics_from_results(out_uri: str, binarisers: list[str], storage_options=None) -> dict[str, Any]:
+def metrics_from_results(out_uri: str, binarisers: list[str], method: type[Detector] | None = None, storage_options=None) -> dict[str, Any]:
     """Every metric of ``metrics.json`` from the unit summaries on storage, so it describes exactly
-    the rows in ``results/``, whichever executor (or how many reruns) wrote them."""
-    variant_images: list[dict] = []
+    the rows in ``results/``, whichever executor (or how many reruns) wrote them; plus the
+    ``method``'s own blocks from its per-image report fields (:meth:`Detector.report_blocks`;
+    only images carrying one of its ``report_fields`` are kept for it)."""
+    fields = method.report_fields if method is not None else ()
+    kept: list[dict] = []
 
     def summaries() -> Iterator[dict]:
         for s in read_summaries(out_uri, storage_options):
-            variant_images.extend(im for im in s["images"] if "variant_scores" in im)
+            kept.extend(im for im in s["images"] if any(f in im for f in fields))
             yield s
 
     report = report_from_summaries(summaries(), binarisers)
-    align = alignment_block(variant_images)
-    if align is not None:
-        report["alignment"] = align
+    if method is not None:
+        report.update(to_jsonable(method.report_blocks(kept)))
     return report
 
 

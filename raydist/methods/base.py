@@ -29,6 +29,13 @@ class Detector(Protocol):
     fit_splits: ClassVar[tuple[str, ...]]  # the nominal splits ``fit`` learns from: ("train",), or () for nothing
     needs_calibration: ClassVar[bool]  # a fit without nominal val images is an error (else: no THR, no image gate)
     has_bank: ClassVar[bool]  # holds memory bank(s) that ``use_bank_search`` switches
+    report_fields: ClassVar[tuple[str, ...]]  # per-image report fields (ScoreBatch.extras) that report_blocks reads
+
+    @classmethod
+    def report_blocks(cls, images: list[dict]) -> dict[str, Any]:
+        """Method-specific blocks of ``metrics.json`` from the images' summaries (label, class_name,
+        error and the ``report_fields`` it set); {} when it has none."""
+        ...
 
     @classmethod
     def fit_inputs(cls, cfg) -> tuple[str, ...]:
@@ -77,6 +84,12 @@ class BaseDetector:
     fit_splits: ClassVar[tuple[str, ...]] = ("train",)
     needs_calibration: ClassVar[bool] = True
     has_bank: ClassVar[bool] = False  # a PatchCore memory bank that --bank-search applies to
+    report_fields: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def report_blocks(cls, images: list[dict]) -> dict[str, Any]:
+        """No blocks of its own."""
+        return {}
 
     def use_bank_search(self, how: str, device: torch.device) -> None:
         """Search the memory bank(s) ``exact`` or ``bf16`` (see :class:`~raydist.config.EvalConfig`)."""

@@ -61,17 +61,17 @@ def compute_block(records: Sequence[EvalRecord], n_errors: int = 0, binarisers: 
     return out
 
 
-def _nanmean(values: list[float]) -> float:
+def nanmean(values: list[float]) -> float:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(vals)) if vals else float("nan")
 
 
 def mean_block(blocks: dict[str, dict], binarisers: Sequence[str]) -> dict:
-    out: dict = {k: _nanmean([b[k] for b in blocks.values()]) for k in SCORE_METRICS}
+    out: dict = {k: nanmean([b[k] for b in blocks.values()]) for k in SCORE_METRICS}
     for k in ("n_images", "n_anomalous", "n_errors"):
         out[k] = int(sum(b[k] for b in blocks.values()))
     for name in binarisers:
-        out[name] = {k: _nanmean([b[name][k] for b in blocks.values()]) for k in BINARY_METRICS}
+        out[name] = {k: nanmean([b[name][k] for b in blocks.values()]) for k in BINARY_METRICS}
     return out
 
 

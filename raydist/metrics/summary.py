@@ -16,7 +16,7 @@ from raydist.metrics.report import (
     BINARY_METRICS,
     DECISION_METRICS,
     SCORE_METRICS,
-    _nanmean,
+    nanmean,
     to_jsonable,
 )
 
@@ -59,11 +59,11 @@ def report_from_summaries(summaries: Iterable[dict], binarisers: Sequence[str]) 
     pooled_agg = None
     for _, a in sorted(aggs.items()):
         pooled_agg = a if pooled_agg is None else pooled_agg.merge(a)
-    mean = {k: _nanmean([b[k] for b in classes.values()]) for k in SCORE_METRICS}
+    mean = {k: nanmean([b[k] for b in classes.values()]) for k in SCORE_METRICS}
     for k in ("n_images", "n_anomalous", "n_errors"):
         mean[k] = int(sum(b[k] for b in classes.values()))
     for b in binarisers:
-        mean[b] = {k: _nanmean([c[b][k] for c in classes.values()]) for k in BINARY_METRICS}
-    mean["image"] = {k: _nanmean([c["image"][k] for c in classes.values()]) for k in DECISION_METRICS}
+        mean[b] = {k: nanmean([c[b][k] for c in classes.values()]) for k in BINARY_METRICS}
+    mean["image"] = {k: nanmean([c["image"][k] for c in classes.values()]) for k in DECISION_METRICS}
     all_images = sorted((im for ims in images.values() for im in ims), key=lambda im: im["image_id"])
     return to_jsonable({"classes": classes, "mean": mean, "pooled": _block(all_images, pooled_agg, binarisers)})

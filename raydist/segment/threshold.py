@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from raydist.calibration import nominal_stats, thr_mask
+from raydist.calibration import nominal_stats
 from raydist.errors import ConfigError
 from raydist.segment.base import ScoredImage, make_params
 
@@ -45,9 +45,7 @@ class Threshold:
         return self.mu + self.k * self.sigma
 
     def predict(self, score_map: np.ndarray) -> np.ndarray:
-        if self.mu is None or self.sigma is None:
-            raise RuntimeError("Threshold is not fitted")
-        return thr_mask(score_map, self.mu, self.sigma, self.k)
+        return np.asarray(score_map) > self.threshold  # the property refuses an unfitted threshold
 
 
 @dataclass(frozen=True)

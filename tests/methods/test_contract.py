@@ -68,8 +68,9 @@ def test_detector_contract(method, tiny):
     cfg, data = setup(method, tiny)
     cls = detector_class(method)
     for attr, kind in (("scope", str), ("needs_xyz", bool), ("aligns", tuple), ("signed_maps", bool), ("fit_splits", tuple), ("has_bank", bool),
-                       ("needs_calibration", bool)):  # fmt: skip
+                       ("needs_calibration", bool), ("report_fields", tuple)):  # fmt: skip
         assert isinstance(getattr(cls, attr), kind), attr
+    assert cls.report_blocks([]) == {}  # nothing to report on no images
     assert cls.scope in ("class", "archive") and cls.aligns and set(cls.fit_splits) <= {"train"}
     enc = Encoder(cfg)
     train, val, test = (rows(cfg, data, enc, s, cls) for s in ("train", "val", "test"))

@@ -24,6 +24,8 @@ from raydist.methods.patchcore.knn import warm_up_search
 from raydist.methods.patchcore.patchcore import PatchCore, image_scores
 from raydist.methods.unified.cada import CADA, align_maps, image_targets
 from raydist.methods.unified.routing import Router
+from raydist.metrics.image import i_ap, i_auroc
+from raydist.metrics.report import nanmean
 
 
 def score_routed(banks: list[PatchCore], grids: np.ndarray, groups: np.ndarray, size: tuple[int, int], device="cpu") -> np.ndarray:
@@ -41,6 +43,26 @@ class UnifiedDetector(BaseDetector):
     aligns = ("cada", "none", "class")
     signed_maps = True
     has_bank = True
+    report_fields = ("variant_scores",)
+
+    @classmethod
+    def report_blocks(cls, images: list[dict]) -> dict[str, Any]:
+        """``alignment``: image-level metrics of every alignment side by side, pooled and class mean
+        (each image is scored under all three at once: ``variant_scores``)."""
+        ok = [im for im in images if im.get("variant_scores") and im.get("error") is None]
+        if not ok:
+            return {}
+        lab = np.array([im["label"] for im in ok])
+        cls_ = np.array([im["class_name"] for im in ok])
+        out = {}
+        for v in ok[0]["variant_scores"]:
+            sc = np.array([im["variant_scores"][v] for im in ok])
+            out[v] = {
+                "i_auroc_pooled": i_auroc(lab, sc),
+                "i_ap_pooled": i_ap(lab, sc),
+                "i_auroc_mean": nanmean([i_auroc(lab[cls_ == c], sc[cls_ == c]) for c in sorted(set(cls_))]),
+            }
+        return {"alignment": out}
 
     def __init__(self, cfg, align: str = "cada"):
         if align not in self.aligns:
