@@ -88,6 +88,13 @@ def mask_table(split) -> str:
     head = f"{'binariser (defaults)':<30} | {'gated: F1':>9} {'SegF1':>6} {'nom.mk':>6} {'IoU':>6} | {'ungated: F1':>11} {'SegF1':>6} {'nom.mk':>6} {'IoU':>6} | {'ms/img':>6}"
     lines = [head, "-" * len(head)]
     rows = [(name, b(), None) for name, b in BINARISERS.items()]
+    try:
+        import gudhi  # noqa: F401  (benchmark-only extra: pip install 'raydist[bench]')
+        from topotta import TopoTTAPseudoMask
+
+        rows.append(("TopoTTA pseudo-mask", TopoTTAPseudoMask(), None))
+    except ImportError:
+        print("[fidelity] gudhi not installed: no TopoTTA row (pip install 'raydist[bench]')")
     (best_g, gated), (best_u, ungated) = rel_oracle(split, True), rel_oracle(split, False)
     rows.append((f"rel, best fixed level {best_g:.2f} | {best_u:.2f}", None, (gated, ungated)))
     for label, b, blocks in rows:
