@@ -31,22 +31,42 @@ from raydist.storage import process_options, transient_errors, use_options
 from raydist.timing import StageTimes
 
 
+DEFAULT_TOKEN_FILE = "~/.ray/auth_token"  # Ray writes it the first time anything starts a local Ray
+
+
 def token_auth_env(environ: dict[str, str] | None = None) -> str | None:
-    """Where this client's Ray token comes from (None: nowhere), turning token mode on when one exists.
+    """Where this client's Ray token comes from (None: nowhere), turning token mode on when the
+    user gave one: ``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``.
 
-    Ray clients need both ``RAY_AUTH_MODE=token`` and a token (``RAY_AUTH_TOKEN``,
-    ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``); with a token alone a token-auth cluster
-    refuses them. The token itself is never read, printed or logged here.
+    Ray clients need both ``RAY_AUTH_MODE=token`` and a token. The default token file alone does
+    not turn it on: Ray writes ``~/.ray/auth_token`` whenever anything starts a local Ray (the
+    demo does), and Ray's own rule (``ray/_private/worker.py``, 2.60) is that an explicit address
+    never enables token mode by itself. A client in token mode against a cluster without tokens
+    connects, then every actor it creates is cancelled before it runs (issue 36); so the client
+    follows the cluster unless told otherwise, and :func:`init` names the file when a cluster
+    refuses a client without a token. An explicit ``RAY_AUTH_MODE`` is always kept. The token
+    itself is never read, printed or logged here.
     """
-    from pathlib import Path
-
     env = os.environ if environ is None else environ
     source = next((v for v in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH") if env.get(v)), None)
-    if source is None and (Path.home() / ".ray" / "auth_token").is_file():
-        source = "~/.ray/auth_token"
     if source is not None and not env.get("RAY_AUTH_MODE"):
         env["RAY_AUTH_MODE"] = "token"
     return source
+
+
+def _auth_hint(source: str | None) -> str:
+    """Why a cluster may have refused this client, and the fix (names files and variables, never a token)."""
+    from pathlib import Path
+
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode == "token":
+        return f"token mode is on ({source or 'RAY_AUTH_MODE=token, token from ' + DEFAULT_TOKEN_FILE}): check that the token is this cluster's"
+    if (Path.home() / ".ray" / "auth_token").is_file():
+        return (f"if the cluster uses token authentication: a token file exists at {DEFAULT_TOKEN_FILE}, which raydist (like Ray "
+                f"for an explicit address) does not use unasked; if it is this cluster's, rerun with RAY_AUTH_MODE=token, or point "
+                f"RAY_AUTH_TOKEN_PATH at the cluster's token file")  # fmt: skip
+    return ("no Ray token is set here: clusters started from cluster/ use token authentication; export RAY_AUTH_TOKEN_PATH "
+            "(the token file `ray get-auth-token` wrote) or RAY_AUTH_TOKEN")
 
 
 def init(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -59,10 +79,7 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
         try:
             ray.init(address=target, log_to_driver=True)
         except ConnectionError as e:
-            hint = (f"a token is set ({source}); check that it is this cluster's" if source else
-                    "no Ray token is set here: clusters started from cluster/ use token authentication; "
-                    "export RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH (the token file `ray get-auth-token` wrote)")  # fmt: skip
-            raise ConfigError(f"cannot connect to the Ray cluster at {target}: {e}; {hint}") from None
+            raise ConfigError(f"cannot connect to the Ray cluster at {target}: {e}; {_auth_hint(source)}") from None
     else:
         # address="local": always a fresh embedded instance, never a leftover cluster from an earlier `ray start`
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=True, _node_ip_address="127.0.0.1")

@@ -95,7 +95,7 @@ def test_client_turns_token_mode_on_only_when_it_has_a_token(tmp_path, monkeypat
     (tmp_path / ".ray").mkdir()
     (tmp_path / ".ray" / "auth_token").write_text("x")
     env = {}
-    assert token_auth_env(env) == "~/.ray/auth_token" and env["RAY_AUTH_MODE"] == "token"
+    assert token_auth_env(env) is None and "RAY_AUTH_MODE" not in env  # Ray's default file alone: the client follows the cluster
     env = {"RAY_AUTH_TOKEN": "abc", "RAY_AUTH_MODE": "disabled"}
     assert token_auth_env(env) == "RAY_AUTH_TOKEN" and env["RAY_AUTH_MODE"] == "disabled"  # an explicit choice stays
 
