@@ -30,7 +30,6 @@ from raydist.progress import Progress
 from raydist.storage import process_options, transient_errors, use_options
 from raydist.timing import StageTimes
 
-
 DEFAULT_TOKEN_FILE = "~/.ray/auth_token"  # Ray writes it the first time anything starts a local Ray
 
 

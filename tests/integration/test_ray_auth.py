@@ -1,10 +1,9 @@
 """A raydist client follows the Ray cluster it connects to, whatever Ray's default token file says.
 
 Each cluster runs in its own process (Ray's ``cluster_utils.Cluster``, 127.0.0.1, its own HOME
-and Ray's default temp dir) and each client in another, as a user's shell and a cluster are:
-the client calls
-``raydist.distributed.evaluate.init`` with an explicit address and creates one actor (where a
-client in the wrong token mode fails: its actors are cancelled before they run). Every process
+and Ray's default temp dir) and each client in another, as a user's shell and a cluster are: the
+client calls ``raydist.distributed.evaluate.init`` with an explicit address and creates one actor
+(where a client in the wrong token mode fails: its actors are cancelled before they run). Every process
 is started here and stopped here by its own pid.
 """
 
