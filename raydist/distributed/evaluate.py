@@ -53,6 +53,35 @@ def token_auth_env(environ: dict[str, str] | None = None) -> str | None:
     return source
 
 
+def _refused_credentials(address: str) -> str | None:
+    """Ask the cluster's GCS once whether it accepts this client's credentials (a GCS address
+    ``host:port`` only; ``auto`` and ``ray://`` are left to ``ray.init``): the reason when it
+    refuses them, None when it accepts them or cannot be asked. Ray itself retries a refused
+    client for ~20 s before a bare "Failed to connect"; this answer takes milliseconds."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"\[?([\w.\-:]+?)\]?:(\d+)", address)
+    if m is None:
+        return None
+    try:  # nothing listening: ray.init's retries and error stand (the GCS client below would wait ~40 s)
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=2).close()
+    except OSError:
+        return None
+    try:
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # another Ray version: ray.init's own error stands
+        return None
+    try:
+        GcsClient(address=address).cluster_id  # noqa: B018  (the request itself is the check)
+    except AuthenticationError as e:
+        return str(e).split(".")[0]
+    except Exception:  # unreachable, starting, ...: ray.init's own retries and error stand
+        return None
+    return None
+
+
 def _auth_hint(source: str | None) -> str:
     """Why a cluster may have refused this client, and the fix (names files and variables, never a token)."""
     from pathlib import Path
@@ -75,6 +104,9 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
     target = address or os.environ.get("RAY_ADDRESS")
     if target:
         source = token_auth_env()
+        refused = _refused_credentials(target)
+        if refused:  # at once, instead of after Ray's 20 connection attempts
+            raise ConfigError(f"the Ray cluster at {target} refused this client's credentials ({refused}); {_auth_hint(source)}")
         try:
             ray.init(address=target, log_to_driver=True)
         except ConnectionError as e:
