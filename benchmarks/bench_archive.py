@@ -1,8 +1,10 @@
 """Archive scale: what a nightly rerun costs when nothing (or little) changed, from 10^3 to 10^6 images.
 
-Run: .venv/bin/python benchmarks/bench_archive.py [--sizes 1000,10000,100000,1000000] [--work /tmp/raydist-archive]
+Run: .venv/bin/python benchmarks/bench_archive.py [--sizes 1000,10000,100000,1000000] [--stores local,s3]
+         [--work /tmp/raydist-archive]
 
-For each size N, on local disk (prints, asserts nothing):
+For each size N, on local disk and on an S3 server (moto, 127.0.0.1, started here; prints,
+asserts nothing):
 - the archive: N test rows in 3 classes (8 x 8 PNG images: planning reads only Parquet metadata
   and the image_id column, so image size does not change what is measured here), row groups of
   64 rows (one work unit each), files of 10,000 rows, plus a small real train/val split;
@@ -18,12 +20,12 @@ For each size N, on local disk (prints, asserts nothing):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
@@ -67,35 +69,39 @@ def build_archive(root: Path, n: int, seed_rows: list[dict]) -> None:
 
 def simulate_results(data: str, model: str, out: str, template: dict, cfg) -> int:
     """One summary per planned unit, the template's per-image records renamed; returns the bytes written."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from raydist.engine.evaluate import plan
     from raydist.storage import join, write_bytes
 
-    p = plan(data, model, out, cfg, resume=False)
+    p = plan(data, model, out, cfg, resume=False)  # also clears what an earlier measurement left
     proto = template["images"][0]
-    written = 0
-    for u in p.units:
+
+    def write(u) -> int:
         images = [{**proto, "image_id": f"{u.class_name}/test/good/{u.uid}-{i}", "class_name": u.class_name} for i in range(u.n_rows)]
         aggs = {u.class_name: next(iter(template["aggregates"].values()))}
         body = json.dumps({"unit": u.uid, "n_rows": u.n_rows, "images": images, "aggregates": aggs}).encode()
         write_bytes(join(out, "_parts", f"{u.uid}.json"), body)
-        written += len(body)
-    return written
+        return len(body)
+
+    with ThreadPoolExecutor(16) as pool:
+        return sum(pool.map(write, p.units))
 
 
-def measure(work: Path, n: int) -> dict:
+def measure(data: str, model: str, out: str, n: int) -> dict:
     """One size, in this (fresh) process."""
     from raydist.config import EvalConfig
     from raydist.engine import results
     from raydist.engine.evaluate import finish, plan
     from raydist.methods import detector_class
     from raydist.model_store import load_meta
+    from raydist.storage import filesystem, join
 
-    data, model, out = str(work / f"archive-{n}"), str(work / "model"), str(work / f"results-{n}")
     cfg = EvalConfig()
     meta = load_meta(model)
     out_d: dict = {"n": n, "rss_after_imports_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    summary_bytes = sum(f.stat().st_size for f in (Path(out) / "_parts").glob("*.json"))
-    out_d["summary_mb"] = summary_bytes / 2**20
+    fs, parts = filesystem(join(out, "_parts"))
+    out_d["summary_mb"] = sum(i["size"] for i in fs.ls(parts, detail=True)) / 2**20
 
     t = time.perf_counter()
     p = plan(data, model, out, cfg, resume=True)
@@ -113,17 +119,18 @@ def measure(work: Path, n: int) -> dict:
     return out_d
 
 
-def changed(work: Path, n: int, share: float) -> dict:
+def changed(data: str, model: str, out: str, share: float) -> dict:
     """Plan time after ``share`` of the test files were rewritten (their units' summaries dropped),
     then after an option change (every unit stale). Run after :func:`measure` (it changes the results)."""
     from raydist.config import EvalConfig
     from raydist.engine.evaluate import plan
+    from raydist.storage import filesystem
 
-    data, model, out = str(work / f"archive-{n}"), str(work / "model"), str(work / f"results-{n}")
-    files = sorted(Path(data).rglob("test-*.parquet"))
-    touched = files[: max(1, round(share * len(files)))]
-    for f in touched:
-        f.write_bytes(f.read_bytes())  # same content, new modification time: its units must be redone
+    fs, root = filesystem(data)
+    files = sorted(f for f in fs.find(root) if f.rsplit("/", 1)[-1].startswith("test-"))
+    for f in files[: max(1, round(share * len(files)))]:
+        body = fs.cat_file(f)
+        fs.pipe_file(f, body)  # same content, a new modification time / ETag write: its units must be redone
     t = time.perf_counter()
     p = plan(data, model, out, EvalConfig(), resume=True)
     res = {"plan_1pct_changed_s": time.perf_counter() - t, "todo_after_change": len(p.todo)}
@@ -160,44 +167,86 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000,100000")
     ap.add_argument("--work", default="/tmp/raydist-archive")
-    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size in this process
+    ap.add_argument("--stores", default="local,s3")
+    ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)  # internal: DATA MODEL OUT N, measured in this process
     a = ap.parse_args(argv)
     work = Path(a.work)
     if a.one:
-        print(json.dumps({**measure(work, a.one), **changed(work, a.one, 0.01)}))
+        data, model, out, n = a.one
+        print(json.dumps({**measure(data, model, out, int(n)), **changed(data, model, out, 0.01)}))
         return 0
     work.mkdir(parents=True, exist_ok=True)
     rows = prepare(work)
-    table = []
-    for n in (int(s) for s in a.sizes.split(",")):
-        if not (work / f"archive-{n}").exists():
-            t = time.perf_counter()
-            build_archive(work / f"archive-{n}", n, rows)
-            print(f"[archive] {n} rows written in {time.perf_counter() - t:.1f} s", flush=True)
-        out = work / f"results-{n}"
-        if out.exists():
-            shutil.rmtree(out)  # the last measurement's option change left every summary stale
-        template = json.loads(next((work / "template" / "_parts").glob("*.json")).read_text())
-        from raydist.config import EvalConfig
+    template = json.loads(next((work / "template" / "_parts").glob("*.json")).read_text())
+    for store in a.stores.split(","):
+        with (s3_server() if store == "s3" else contextlib.nullcontext()) as bucket:
+            table = [run_size(store, bucket, work, n, rows, template) for n in (int(s) for s in a.sizes.split(","))]
+        print_table(store, table)
+    return 0
 
+
+def run_size(store: str, bucket: str | None, work: Path, n: int, rows: list[dict], template: dict) -> dict:
+    from raydist.config import EvalConfig
+
+    local = work / f"archive-{n}"
+    if not local.exists():
         t = time.perf_counter()
-        mb = simulate_results(str(work / f"archive-{n}"), str(work / "model"), str(out), template, EvalConfig()) / 2**20
-        print(f"[archive] {n}: {mb:.0f} MB of simulated summaries written in {time.perf_counter() - t:.1f} s", flush=True)
-        res = subprocess.run([sys.executable, __file__, "--work", str(work), "--one", str(n)], capture_output=True, text=True)
-        if res.returncode:
-            print(res.stderr[-3000:])
-            return 1
-        table.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        print(json.dumps(table[-1]), flush=True)
+        build_archive(local, n, rows)
+        print(f"[archive] {n} rows written in {time.perf_counter() - t:.1f} s", flush=True)
+    data, model, out = str(local), str(work / "model"), str(work / f"results-{n}")
+    if bucket:  # the same files on the S3 server
+        import s3fs
+
+        fs = s3fs.S3FileSystem()
+        data, model, out = f"s3://{bucket}/archive-{n}", f"s3://{bucket}/model", f"s3://{bucket}/results-{n}"
+        if not fs.exists(data):
+            fs.put(str(local), data, recursive=True)
+            fs.put(str(work / "model"), model, recursive=True)
+    t = time.perf_counter()
+    mb = simulate_results(data, model, out, template, EvalConfig()) / 2**20
+    print(f"[archive] {store} {n}: {mb:.0f} MB of simulated summaries written in {time.perf_counter() - t:.1f} s", flush=True)
+    res = subprocess.run([sys.executable, __file__, "--work", str(work), "--one", data, model, out, str(n)], capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(res.stderr[-3000:])
+    row = json.loads(res.stdout.strip().splitlines()[-1])
+    print(json.dumps(row), flush=True)
+    return row
+
+
+@contextlib.contextmanager
+def s3_server():
+    """A moto S3 server on 127.0.0.1 for this run (its own thread, stopped after), with a bucket."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")  # fmt: skip
+    boto3.client("s3").create_bucket(Bucket="archive")
+    try:
+        yield "archive"
+    finally:
+        server.stop()
+
+
+def print_table(store: str, table: list[dict]) -> None:
     cols = ["units", "summary_mb", "plan_unchanged_s", "metrics_s", "finish_s", "rss_after_imports_mb", "peak_rss_mb", "plan_1pct_changed_s", "plan_options_changed_s"]
-    print(f"\nlocal disk, simulated summaries (one real unit summary replicated), {UNIT_ROWS} rows per unit")
+    print(f"\n{store}: simulated summaries (one real unit summary replicated), {UNIT_ROWS} rows per unit")
     print(f"{'images':>9} " + " ".join(f"{c:>22}" for c in cols))
     for r in table:
         print(f"{r['n']:>9} " + " ".join(f"{r[c]:>22.2f}" if isinstance(r[c], float) else f"{r[c]:>22}" for c in cols))
     if len(table) > 1:
         ns = [r["n"] for r in table]
         print(f"{'slope':>9} " + " ".join(f"{slope(ns, [r[c] for r in table]):>22.2f}" for c in cols))
-    return 0
 
 
 if __name__ == "__main__":

@@ -57,17 +57,35 @@ def drop_units(out_uri: str, uids: Iterable[str], storage_options=None) -> None:
     first: a crash in between leaves results that the next run overwrites or drops, never a
     summary without results)."""
     fs, root = filesystem(out_uri, storage_options)
-    for uid in uids:
-        summary = f"{root}/_parts/{uid}.json"
-        if fs.exists(summary):
-            fs.rm(summary)
-        for part in fs.glob(f"{root}/results/class_name=*/part-{uid}.parquet"):
-            fs.rm(part)
+    uids = set(uids)
+    summaries = [f"{root}/_parts/{u}.json" for u in sorted(uids & done_units(out_uri, storage_options))]
+    if summaries:
+        fs.rm(summaries)  # one call: S3 deletes up to 1,000 keys per request
+    parts = [p for p in (fs.find(f"{root}/results") if fs.exists(f"{root}/results") else [])
+             if p.rsplit("/part-", 1)[-1][: -len(".parquet")] in uids]  # one listing, not one glob per unit
+    if parts:
+        fs.rm(parts)
+
+
+READ_THREADS = 16  # summaries fetched at once: an object store answers each GET in ~10-50 ms
+READ_CHUNK = 256  # summaries held at most while the report consumes them
 
 
 def read_summaries(out_uri: str, storage_options=None) -> Iterator[dict[str, Any]]:
-    for uid in sorted(done_units(out_uri, storage_options)):
-        yield json.loads(read_bytes(join(out_uri, "_parts", f"{uid}.json"), storage_options))
+    """Every unit summary, in unit-id order, fetched READ_THREADS at a time (on S3 a million-image
+    archive has ~15,600 of them: one GET each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    uids = sorted(done_units(out_uri, storage_options))
+    fs, root = filesystem(join(out_uri, "_parts"), storage_options)  # one client for them all (S3: one session)
+
+    def get(uid: str) -> bytes:
+        return fs.cat_file(f"{root}/{uid}.json")
+
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for i in range(0, len(uids), READ_CHUNK):
+            for body in pool.map(get, uids[i : i + READ_CHUNK]):
+                yield json.loads(body)
 
 
 def last_run_key(out_uri: str, storage_options=None) -> str | None:
