@@ -1,9 +1,9 @@
-"""Image-level detection metrics (I-AUROC, I-AP)."""
+"""Image-level detection metrics (I-AUROC, I-AP). scikit-learn is imported where it is used:
+a scorer reaches its first image without paying for it (README, Scale)."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def _both_classes(labels: np.ndarray) -> bool:
@@ -12,12 +12,16 @@ def _both_classes(labels: np.ndarray) -> bool:
 
 def i_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve of image scores; NaN when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
     labels = np.asarray(labels).astype(int).ravel()
     return float(roc_auc_score(labels, np.asarray(scores, dtype=np.float64).ravel())) if _both_classes(labels) else float("nan")
 
 
 def i_ap(labels: np.ndarray, scores: np.ndarray) -> float:
     """Average precision of image scores (anomalous = positive); NaN without both classes."""
+    from sklearn.metrics import average_precision_score
+
     labels = np.asarray(labels).astype(int).ravel()
     return (
         float(average_precision_score(labels, np.asarray(scores, dtype=np.float64).ravel()))

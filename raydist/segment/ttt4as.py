@@ -16,8 +16,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.svm import LinearSVC
 
 from raydist.segment.base import ScoredImage, make_params
 from raydist.segment.pseudo_labels import pseudo_labels
@@ -28,7 +26,7 @@ from raydist.segment.ttt4as_params import TTT4ASParams
 # to converge" would flood every run's log. Filtered once, for that message only: a
 # ``warnings.catch_warnings`` block per fit is not thread-safe (it swaps the process-wide filter
 # list), and the local executor's worker threads fit SVMs side by side.
-warnings.filterwarnings("ignore", message="Liblinear failed to converge", category=ConvergenceWarning)
+warnings.filterwarnings("ignore", message="Liblinear failed to converge")  # scikit-learn's ConvergenceWarning (imported at first use)
 # scikit-learn's liblinear draws from one process-wide random generator, seeded at each fit: two
 # fits at once in two threads would draw from each other's sequence, and a mask would depend on
 # thread timing. One fit at a time per process keeps every mask a function of its image alone.
@@ -89,6 +87,10 @@ class TTT4AS:
                 start += d
         if p.feature_scale != "raw":
             x = (x - mean) / scale
+        from sklearn.svm import (
+            LinearSVC,  # at the first fit: a process that never binarises never loads scikit-learn
+        )
+
         svm = LinearSVC(
             C=p.C, loss=p.loss, class_weight=p.class_weight, dual=True, max_iter=p.max_iter, tol=p.tol, random_state=p.seed,
         )  # fmt: skip

@@ -8,8 +8,6 @@ cannot find near neighbours among another part's patches.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 
 def embed(grids: np.ndarray) -> np.ndarray:
@@ -27,6 +25,11 @@ class Router:
         self.silhouettes: dict[int, float] = {}
 
     def fit(self, grids: np.ndarray) -> Router:
+        from sklearn.cluster import (
+            KMeans,  # here: importing the method registry should not load scikit-learn
+        )
+        from sklearn.metrics import silhouette_score
+
         e = embed(grids)
         if self.k is not None:
             km = KMeans(self.k, n_init=10, random_state=self.seed).fit(e)
