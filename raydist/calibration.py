@@ -74,12 +74,15 @@ def image_threshold(scores: Iterable[float], k: float) -> float:
     return float(s.mean() + k * s.std())
 
 
-def calibrate(maps: Iterable[np.ndarray], scores: Iterable[float], image_k: float) -> Calibration:
-    """The unit's :class:`Calibration` from its nominal val maps and their image scores."""
+def calibrate(scored: Iterable[tuple[np.ndarray, float]], image_k: float) -> Calibration | None:
+    """The unit's :class:`Calibration` from its nominal val images' (map, image score) pairs,
+    streamed (maps are summed as they come, never held); None when there is none."""
     stats, kept = PixelStats(), []
-    for m, s in zip(maps, scores, strict=True):
+    for m, s in scored:
         stats.add([m])
-        kept.append(s)
+        kept.append(float(s))
+    if not kept:
+        return None
     mu, sigma = stats.result()
     return Calibration(mu, sigma, image_threshold(kept, image_k), len(kept))
 

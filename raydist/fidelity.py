@@ -20,7 +20,7 @@ from raydist.data.dataset import iter_batches
 from raydist.engine.scoring import Scorer
 from raydist.engine.stages import binarise
 from raydist.metrics.aupro import aupro
-from raydist.metrics.binary import confusion, mask_metrics, prf_from_counts
+from raydist.metrics.binary import confusion, decision_prf, mask_metrics, prf_from_counts
 from raydist.metrics.image import i_auroc
 from raydist.metrics.pixel import p_auroc
 from raydist.segment.base import Binariser
@@ -151,12 +151,10 @@ def rel_oracle(split: ScoredSplit, gate: bool = True) -> tuple[float, dict[str, 
 
 
 def image_decision(split: ScoredSplit) -> dict[str, float]:
-    """The image-level decision on this split: recall on anomalous images, share of nominal ones marked."""
+    """The image-level decision on this split, as metrics.json scores it: precision, recall on
+    anomalous images, F1, share of nominal ones marked."""
     ok = [s for s in split.images if s.error is None and s.is_anomalous is not None]
-    an = [s.is_anomalous for s in ok if s.label == 1]
-    no = [s.is_anomalous for s in ok if s.label == 0]
-    nan = float("nan")
-    return {"recall": float(np.mean(an)) if an else nan, "nominal_marked": float(np.mean(no)) if no else nan}
+    return decision_prf([s.label for s in ok], [s.is_anomalous for s in ok])
 
 
 def parse_sweep(items: Iterable[str]) -> list[dict[str, Any]]:

@@ -26,11 +26,12 @@ def test_image_threshold_is_mean_plus_k_std_not_the_max():
 
 def test_calibrate_and_round_trip():
     maps = [np.full((4, 4), 1.0), np.full((4, 4), 3.0)]
-    c = calibrate(maps, [1.5, 3.5], image_k=3.0)
+    c = calibrate(zip(maps, [1.5, 3.5], strict=True), image_k=3.0)
     assert (c.mu, c.sigma, c.n_val) == (2.0, 1.0, 2) and c.image_threshold == pytest.approx(2.5 + 3 * 1.0)
     assert Calibration.from_dict(c.to_dict()) == c and "image threshold" in c.describe()
     with pytest.raises(ValueError):
-        calibrate(maps, [1.0], 3.0)  # a map without its score
+        calibrate(zip(maps, [1.0], strict=True), 3.0)  # a map without its score
+    assert calibrate([], 3.0) is None  # no val image: no calibration
 
 
 def test_thr_mask_without_statistics_marks_nothing():

@@ -89,7 +89,7 @@ def _auth_hint(source: str | None) -> str:
     mode = os.environ.get("RAY_AUTH_MODE")
     if mode == "token":
         return f"token mode is on ({source or 'RAY_AUTH_MODE=token, token from ' + DEFAULT_TOKEN_FILE}): check that the token is this cluster's"
-    if (Path.home() / ".ray" / "auth_token").is_file():
+    if Path(DEFAULT_TOKEN_FILE).expanduser().is_file():
         return (f"if the cluster uses token authentication: a token file exists at {DEFAULT_TOKEN_FILE}, which raydist (like Ray "
                 f"for an explicit address) does not use unasked; if it is this cluster's, rerun with RAY_AUTH_MODE=token, or point "
                 f"RAY_AUTH_TOKEN_PATH at the cluster's token file")  # fmt: skip

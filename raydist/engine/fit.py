@@ -13,11 +13,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from raydist.calibration import Calibration, PixelStats, image_threshold
+import numpy as np
+
+from raydist.calibration import Calibration
+from raydist.calibration import calibrate as calibrate_scored
 from raydist.config import ModelConfig
 from raydist.contracts import Decoded
 from raydist.data.dataset import iter_batches, list_partitions
@@ -92,22 +95,24 @@ def calibrate(detector: Detector, encoder: Encoder, val: list[Decoded], cfg: Mod
     """The unit's calibration under each alignment its detector offers, from the maps and image
     scores it gives the nominal val rows (a row it cannot score is recorded in ``skipped``).
     None when no val row could be scored; a :class:`ConfigError` when the detector needs one."""
+
+    def scored(det: Detector, record_errors: bool) -> Iterator[tuple[np.ndarray, float]]:
+        for i in range(0, len(val), CALIBRATION_BATCH):
+            sb = det.score(encoder, val[i : i + CALIBRATION_BATCH])
+            for j, error in enumerate(sb.errors or [None] * len(sb.maps)):
+                if error is None:
+                    yield sb.maps[j], float(sb.image_scores[j])
+                elif record_errors:
+                    skipped.append(error)
+
     out: dict[str, Calibration] = {}
     for align in detector.aligns:
-        det, stats, scores = detector.aligned(align), PixelStats(), []
-        for i in range(0, len(val), CALIBRATION_BATCH):
-            chunk = val[i : i + CALIBRATION_BATCH]
-            sb = det.score(encoder, chunk)
-            ok = [j for j in range(len(chunk)) if sb.errors is None or sb.errors[j] is None]
-            if align == detector.aligns[0] and sb.errors is not None:
-                skipped.extend(e for e in sb.errors if e is not None)
-            stats.add(sb.maps[j] for j in ok)
-            scores.extend(float(sb.image_scores[j]) for j in ok)
-        if not scores:
+        cal = calibrate_scored(scored(detector.aligned(align), align == detector.aligns[0]), cfg.image_k)
+        if cal is None:
             if detector.needs_calibration:
                 raise ConfigError("no nominal val image for the THR statistics and the image threshold (ingest with --val-fraction > 0)")
             return None
-        out[align] = Calibration(*stats.result(), image_threshold(scores, cfg.image_k), len(scores))
+        out[align] = cal
     return out
 
 

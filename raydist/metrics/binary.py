@@ -16,11 +16,9 @@ import numpy as np
 
 
 def _prf(tp: float, fp: float, fn: float) -> tuple[float, float, float]:
-    # An empty prediction has precision 0 (it found nothing), not NaN: it must count against a method.
-    p = tp / (tp + fp) if tp + fp > 0 else 0.0
-    r = tp / (tp + fn) if tp + fn > 0 else 0.0
-    f = 2 * p * r / (p + r) if p + r > 0 else 0.0
-    return p, r, f
+    """Precision, recall and F1 of one (tp, fp, fn): :func:`_prf_arrays` on one row."""
+    p, r, f = _prf_arrays(np.array([[tp, fp, fn]], dtype=np.float64))
+    return float(p[0]), float(r[0]), float(f[0])
 
 
 def confusion(gt: np.ndarray, pred: np.ndarray) -> tuple[int, int, int]:
@@ -44,7 +42,8 @@ def prf_from_counts(counts: Sequence[tuple[int, int, int]] | np.ndarray) -> dict
 
 
 def _prf_arrays(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_prf` of each row of an (n, 3) array, vectorised (the same float operations)."""
+    """Precision, recall and F1 of each (tp, fp, fn) row of an (n, 3) array. An empty prediction
+    has precision 0 (it found nothing), not NaN: it must count against a method."""
     tp, fp, fn = c[:, 0], c[:, 1], c[:, 2]
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.where(tp + fp > 0, tp / (tp + fp), 0.0)

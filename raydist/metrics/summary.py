@@ -41,6 +41,13 @@ class ImageTable:
         counts = {b: np.array([im["counts"].get(b, (-1, -1, -1)) for im in images], dtype=np.int64).reshape(-1, 3) for b in self.binarisers}
         self._chunks.append((ids, label, score, ok, decision, counts))
 
+    @classmethod
+    def joined(cls, tables: Iterable[ImageTable], binarisers: Sequence[str]) -> ImageTable:
+        """Every table's records in one (the pooled scope; ties in image_id keep the tables' order)."""
+        out = cls(binarisers)
+        out._chunks = [c for t in tables for c in t._chunks]
+        return out
+
     def columns(self) -> dict[str, np.ndarray]:
         """Every column, rows in image_id order (stable): sums must not depend on how the archive
         was cut into units, nor on the order units finished."""
@@ -101,14 +108,5 @@ def report_from_summaries(summaries: Iterable[dict], binarisers: Sequence[str]) 
     for b in binarisers:
         mean[b] = {k: nanmean([c[b][k] for c in classes.values()]) for k in BINARY_METRICS}
     mean["image"] = {k: nanmean([c["image"][k] for c in classes.values()]) for k in DECISION_METRICS}
-    return to_jsonable({"classes": classes, "mean": mean, "pooled": _block(_pooled(cols), pooled_agg, binarisers)})
-
-
-def _pooled(cols: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Every class's columns together, in image_id order (stable: classes in the order first seen)."""
-    if not cols:
-        return ImageTable(()).columns()
-    keys = next(iter(cols.values())).keys()
-    joined = {k: np.concatenate([c[k] for c in cols.values()]) for k in keys}
-    order = np.argsort(joined["ids"], kind="stable")
-    return {k: v[order] for k, v in joined.items()}
+    pooled = ImageTable.joined(tables.values(), binarisers).columns()
+    return to_jsonable({"classes": classes, "mean": mean, "pooled": _block(pooled, pooled_agg, binarisers)})

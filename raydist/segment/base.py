@@ -11,7 +11,7 @@ and the MLflow params are generated from those fields. The registry is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -87,6 +87,19 @@ def make_params(cls: type, given: Any = None, **overrides: Any) -> Any:
     return cls(**given)
 
 
+class ParamsBinariser:
+    """What every binariser's constructor is: ``B()``, ``B(params)``, ``B({"field": v})`` or
+    ``B(params, field=v)``, its :attr:`Params` validated once (:func:`make_params`)."""
+
+    Params: ClassVar[type]
+
+    def __init__(self, params: Any = None, **overrides: Any):
+        self.params = make_params(self.Params, params, **overrides)
+
+    def get_params(self) -> dict:
+        return asdict(self.params)
+
+
 AT_LEAST_1 = (lambda v: v >= 1, ">= 1")  # param(check=...) shapes more than one binariser uses
 NON_NEGATIVE = (lambda v: v >= 0, ">= 0")
 
@@ -136,4 +149,4 @@ def flag_specs(binariser: type) -> list[FlagSpec]:
     return out
 
 
-__all__ = ["AT_LEAST_1", "NEEDS", "NON_NEGATIVE", "Binariser", "FlagSpec", "ScoredImage", "boolean", "flag_specs", "make_params", "none_or", "param", "validate"]
+__all__ = ["AT_LEAST_1", "NEEDS", "NON_NEGATIVE", "Binariser", "FlagSpec", "ParamsBinariser", "ScoredImage", "boolean", "flag_specs", "make_params", "none_or", "param", "validate"]

@@ -15,13 +15,13 @@ on a nominal image MEBin still finds a "main element" (F1 is measured on anomalo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage
 
-from raydist.segment.base import AT_LEAST_1, ScoredImage, make_params, param, validate
+from raydist.segment.base import AT_LEAST_1, ParamsBinariser, ScoredImage, param, validate
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class MEBinParams:
         validate(self)
 
 
-class MEBin:
+class MEBin(ParamsBinariser):
     """Per-image MEBin binariser (hyper-parameters: :class:`MEBinParams`)."""
 
     name: ClassVar[str] = "mebin"
@@ -49,12 +49,6 @@ class MEBin:
     needs: ClassVar[frozenset[str]] = frozenset({"map"})
     info_columns: ClassVar[tuple[str, ...]] = ()
     flag_prefix: ClassVar[str] = "mebin-"
-
-    def __init__(self, params: MEBinParams | dict | None = None, **overrides: Any):
-        self.params = make_params(MEBinParams, params, **overrides)
-
-    def get_params(self) -> dict:
-        return asdict(self.params)
 
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
         return self.predict(image.score_map)

@@ -16,13 +16,13 @@ part whose map stays below THR's threshold gets none (README, Mask quality).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from raydist.errors import ConfigError
-from raydist.segment.base import ScoredImage, make_params, param, validate
+from raydist.segment.base import ParamsBinariser, ScoredImage, param, validate
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class RelParams:
         validate(self)
 
 
-class Relative:
+class Relative(ParamsBinariser):
     """Per-image relative threshold (hyper-parameters: :class:`RelParams`)."""
 
     name: ClassVar[str] = "rel"
@@ -43,12 +43,6 @@ class Relative:
     needs: ClassVar[frozenset[str]] = frozenset({"map"})
     info_columns: ClassVar[tuple[str, ...]] = ()
     flag_prefix: ClassVar[str] = "rel-"
-
-    def __init__(self, params: RelParams | dict | None = None, **overrides: Any):
-        self.params = make_params(RelParams, params, **overrides)
-
-    def get_params(self) -> dict:
-        return asdict(self.params)
 
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
         return relative_mask(image.score_map, self.params.level), {}
@@ -85,7 +79,7 @@ class ARelParams:
             raise ConfigError(f"min_level {self.min_level} > max_level {self.max_level}")
 
 
-class AdaptiveRelative:
+class AdaptiveRelative(ParamsBinariser):
     """Per-image relative threshold at a level read from THR's region (hyper-parameters: :class:`ARelParams`)."""
 
     name: ClassVar[str] = "arel"
@@ -93,12 +87,6 @@ class AdaptiveRelative:
     needs: ClassVar[frozenset[str]] = frozenset({"map", "nominal"})
     info_columns: ClassVar[tuple[str, ...]] = ("level",)
     flag_prefix: ClassVar[str] = "arel-"
-
-    def __init__(self, params: ARelParams | dict | None = None, **overrides: Any):
-        self.params = make_params(ARelParams, params, **overrides)
-
-    def get_params(self) -> dict:
-        return asdict(self.params)
 
     def level(self, thr_region: np.ndarray | None) -> float:
         """The image's level from the share of its pixels in THR's region (the fallback without one)."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from raydist.calibration import nominal_stats
 from raydist.errors import ConfigError
-from raydist.segment.base import ScoredImage, make_params
+from raydist.segment.base import ParamsBinariser, ScoredImage
 
 
 class Threshold:
@@ -54,7 +54,7 @@ class THRParams:
     with the nominal statistics it multiplies."""
 
 
-class THR:
+class THR(ParamsBinariser):
     """The baseline binariser: THR's mask, made at scoring from the class's nominal statistics
     (``score > mu + k * sigma``; :class:`Threshold`), as it needs nothing of the image but its map."""
 
@@ -63,9 +63,6 @@ class THR:
     needs: ClassVar[frozenset[str]] = frozenset({"map", "nominal"})
     info_columns: ClassVar[tuple[str, ...]] = ()
     flag_prefix: ClassVar[str] = "thr-"
-
-    def __init__(self, params: THRParams | dict | None = None):
-        self.params = make_params(THRParams, params)
 
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
         shape = np.shape(image.score_map)

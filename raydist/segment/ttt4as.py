@@ -11,13 +11,12 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from raydist.segment.base import ScoredImage, make_params
+from raydist.segment.base import ParamsBinariser, ScoredImage
 from raydist.segment.pseudo_labels import pseudo_labels
 from raydist.segment.sampling import as_grids, sample_features, upsample
 from raydist.segment.ttt4as_params import TTT4ASParams
@@ -32,7 +31,7 @@ warnings.filterwarnings("ignore", message="Liblinear failed to converge")  # sci
 # thread timing. One fit at a time per process keeps every mask a function of its image alone.
 _LIBLINEAR = threading.Lock()
 
-class TTT4AS:
+class TTT4AS(ParamsBinariser):
     """Per-image test-time SVM binariser.
 
     Hyper-parameters: one :class:`~raydist.segment.ttt4as_params.TTT4ASParams` (defaults and the
@@ -47,13 +46,6 @@ class TTT4AS:
     needs: ClassVar[frozenset[str]] = frozenset({"map", "features", "nominal"})  # nominal: THR's mask, when the class has one
     info_columns: ClassVar[tuple[str, ...]] = ("status", "reason")
     flag_prefix: ClassVar[str] = ""  # its flags (--percentile, --svm-c, ...) predate the seam
-
-    def __init__(self, params: TTT4ASParams | dict | None = None, **overrides: Any):
-        """``TTT4AS(params)``, ``TTT4AS(C=1.0)`` or ``TTT4AS(params, C=1.0)``: validated once."""
-        self.params = make_params(TTT4ASParams, params, **overrides)
-
-    def get_params(self) -> dict:
-        return asdict(self.params)
 
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict]:
         features = image.feature_grids() if self.params.svm_input == "features" else None
