@@ -2,7 +2,7 @@
 
 Shows TTT4AS's "any detector" claim on the dev set: anomalib 2.7's PaDiM or PatchCore (its own venv, as in
 benchmarks/vs_anomalib.py; never a project dependency) is fitted on the category's train images,
-scores its val and test images, and the maps are written in the map format of the README
+scores its val and test images, and the maps are written in the map format of docs/byo-maps.md
 ("Bring your own maps"); `raydist segment --segment thr,ttt4as,mebin` then binarises them with
 the same backbone features TTT4AS uses on raydist's own maps. Prints the binariser table
 (prints, asserts nothing).

@@ -67,7 +67,7 @@ def nominal_stats(maps: Iterable[np.ndarray]) -> dict[str, float]:
 def image_threshold(scores: Iterable[float], k: float) -> float:
     """The image threshold from nominal val image scores: their mean + ``k`` standard deviations
     (THR's rule one level up). Not their maximum: one outlying val image (KolektorSDD's is 5.6
-    standard deviations out) would switch the gate off for most defects (README, Image-level decision)."""
+    standard deviations out) would switch the gate off for most defects (docs/masks.md, Image-level decision)."""
     s = np.asarray(list(scores), dtype=np.float64)
     if s.size == 0:
         raise ValueError("the image threshold needs at least one nominal validation score")

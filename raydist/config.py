@@ -45,14 +45,14 @@ class ModelConfig:
                                    choices=("max", "top1"))  # fmt: skip
     thr_k: float = _opt(3.0, "THR threshold = mu + k * sigma of nominal validation pixels (TTT4AS paper's best: 3)")
     image_k: float = _opt(3.0, "image threshold = mean + k * std of nominal validation image scores: "
-                               "an image above it is judged anomalous and gets a mask (README, Image-level decision)")  # fmt: skip
+                               "an image above it is judged anomalous and gets a mask (docs/masks.md)")  # fmt: skip
     seed: int = _opt(0, "seeds coreset, random backbones, CFM and CADA training")
     # CFM: 3D extractor and crossmodal mapping
     backbone_3d: str = _opt("fpfh", "CFM's 3D extractor (fpfh needs no weights)", "cfm", choices=("fpfh", "pointmae"))
     weights_3d: str | None = _opt(None, "local Point-MAE checkpoint (default: random init)", "cfm")
     block_3d: int = _opt(-1, "Point-MAE block to map (layer pruning)", "cfm")
     groups_3d: int = _opt(1024, "Point-MAE groups (FPS centres)", "cfm")
-    stride_3d: int = _opt(1, "FPFH on every n-th pixel of the organised cloud, spread over its n x n block (speed; README)", "cfm")
+    stride_3d: int = _opt(1, "FPFH on every n-th pixel of the organised cloud, spread over its n x n block (speed; docs/methods/cfm.md)", "cfm")
     plane_distance: float = _opt(0.005, "background plane removal distance (data units)", "cfm")
     plane_fit: str = _opt("full", "where the background plane is fitted and removed: 'full' = on the stored cloud before "
                                   "resizing (the CFM/M3DM official preprocessing), 'resized' = after resize and crop", "cfm",
@@ -69,7 +69,7 @@ class ModelConfig:
     cada_alpha: float = _opt(0.1, "CADA weight of the max target against the mean", "unified")
     cada_variant: str = _opt("meanmax", "meanstd = the (u, sigma) variant", "unified", choices=("meanmax", "meanstd"))
     # maps: bring your own score maps
-    maps: str | None = _opt(None, "dataset of score maps from any detector (image_id + score_map); see README, Bring your own maps", "maps")
+    maps: str | None = _opt(None, "dataset of score maps from any detector (image_id + score_map); see docs/byo-maps.md", "maps")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

@@ -20,9 +20,25 @@ fi
 constraints=(-c constraints.txt)
 [ "${RAYDIST_UNCONSTRAINED:-0}" = 1 ] && constraints=()
 stamp="$VENV/.raydist-installed"
+log="$VENV/install.log"
+# One line per step; pip's full output goes to $log (printed in full only when a step fails).
+step() {
+  local what=$1 t0=$SECONDS
+  shift
+  if "$@" >>"$log" 2>&1; then
+    echo "install: $what ($((SECONDS - t0)) s)"
+  else
+    echo "install: $what FAILED; the last lines of $log:" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+}
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-  "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q "${constraints[@]}" "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
-  "$VENV/bin/python" -m pip install -q "${constraints[@]}" -e ".[dev]"
+  : >"$log"
+  echo "install: into $VENV (full log: $log)"
+  step "pip" "$VENV/bin/python" -m pip install --upgrade pip
+  step "torch ${TORCH_VERSION:-2.14.1}, torchvision ${TORCHVISION_VERSION:-0.29.1}" \
+    "$VENV/bin/python" -m pip install "${constraints[@]}" "torch==${TORCH_VERSION:-2.14.1}" "torchvision==${TORCHVISION_VERSION:-0.29.1}"
+  step "raydist and its dependencies (.[dev])" "$VENV/bin/python" -m pip install "${constraints[@]}" -e ".[dev]"
   touch "$stamp"
 fi

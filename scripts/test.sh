@@ -5,7 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export HF_HUB_OFFLINE=1 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 PYTHONDONTWRITEBYTECODE=1
-.venv/bin/ruff check raydist jobs tests benchmarks mlflow
+.venv/bin/ruff check raydist jobs tests benchmarks mlflow scripts cluster
+# the docs site: the CLI page must be what the parsers give now, and no page may hold a broken link
+.venv/bin/python scripts/cli_reference.py --check
+site=$(mktemp -d)
+if ! log=$(NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$site" 2>&1); then
+  echo "$log" >&2
+  echo "docs: mkdocs build --strict failed" >&2
+  exit 1
+fi
+rm -rf "$site"
+echo "docs: built (mkdocs --strict)"
 marker=(-m "not slow")
 [ "${RAYDIST_TEST_ALL:-0}" = 1 ] && marker=()
 .venv/bin/python -m pytest "${marker[@]}" -p no:cacheprovider --durations=20 "$@"

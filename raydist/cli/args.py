@@ -98,7 +98,7 @@ def add_eval_args(p: argparse.ArgumentParser, with_model: bool = True) -> None:
         specs = flag_specs(binariser)
         if not specs:
             continue
-        g = p.add_argument_group(f"{name} (--segment {name}; defaults and their reasons: README, binarisers)")
+        g = p.add_argument_group(f"{name} (--segment {name}; defaults and their reasons: docs/methods/ttt4as.md, docs/masks.md)")
         for f in specs:
             # choices as the user types them ("none" for None), not as argparse prints the converted values
             metavar = "{" + ",".join("none" if c is None else str(c) for c in f.choices) + "}" if f.choices else f.field.upper()

@@ -1,4 +1,4 @@
-"""The one Arrow schema every stage reads and writes (documented in the README)."""
+"""The one Arrow schema every stage reads and writes (documented in docs/data.md)."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ class FPFH:
     ``stride``: the histograms are computed on every ``stride``-th pixel of the organised cloud
     and each spread over its stride x stride block (radii follow the sparser cloud's spacing).
     FPFH's cost is points x neighbours; the features are pooled to 8-px cells afterwards, so
-    stride 2 (a quarter of the points) keeps ~16 histograms per cell (README, CFM ablation).
+    stride 2 (a quarter of the points) keeps ~16 histograms per cell (docs/methods/cfm.md, ablation).
     """
 
     dim = 33

@@ -1,5 +1,5 @@
 """Image-level detection metrics (I-AUROC, I-AP). scikit-learn is imported where it is used:
-a scorer reaches its first image without paying for it (README, Scale)."""
+a scorer reaches its first image without paying for it (docs/performance.md, Start-up)."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def pseudo_labels(score_map: np.ndarray, params: TTT4ASParams = DEFAULTS, thr_ma
 
     Defaults (:class:`~raydist.segment.ttt4as_params.TTT4ASParams`) and why (the paper fixes only the percentile; every other default was chosen on the
     real development set, MVTec AD bottle + KolektorSDD, checked on the MVTec 3D-AD tire sample and
-    generated data; the README's TTT4AS section has the table):
+    generated data; docs/methods/ttt4as.md has the table):
         percentile=99: the paper's setting; its ablation is flat from 95 to 99.5.
         peak_size=3: "comparing neighbouring values" read literally, i.e. the 8-neighbourhood.
         neighbourhood="disk", radius=2: the positives are the peaks and their immediate

@@ -14,7 +14,7 @@ from raydist.segment.ttt4as import TTT4AS
 
 BINARISERS: dict[str, type[Binariser]] = {b.name: b for b in (THR, TTT4AS, AdaptiveRelative, MEBin, Relative)}
 # THR (the papers' baseline), TTT4AS (the paper's method) and AREL (the best masks on the dev set,
-# README "Mask quality"); MEBin and REL on request: they are baselines
+# docs/masks.md); MEBin and REL on request: they are baselines
 DEFAULT_SEGMENT = ("thr", "ttt4as", "arel")
 
 __all__ = ["BINARISERS", "DEFAULT_SEGMENT"]

@@ -11,7 +11,7 @@ nominal statistics) tells the defect's scale, and the best level falls with it (
 image of the dev set, the level with the best F1 against log10 of that share: correlation -0.67
 pooled, -0.79 transistor). The default line is the least-squares fit of those per-image best
 levels over bottle, transistor and KolektorSDD; the mask is kept inside THR's region, so a good
-part whose map stays below THR's threshold gets none (README, Mask quality).
+part whose map stays below THR's threshold gets none (docs/masks.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from raydist.segment.base import ParamsBinariser, ScoredImage, param, validate
 @dataclass(frozen=True)
 class RelParams:
     level: float = param(0.7, "mask = map >= min + level * (max - min) of the image's own map",
-                         "the best single level over the development set (README, Mask quality: 0.6 bottle, 0.7 transistor, "
+                         "the best single level over the development set (docs/masks.md: 0.6 bottle, 0.7 transistor, "
                          "0.9 small-defect categories)", check=(lambda v: 0.0 <= v <= 1.0, "in [0, 1]"), flag="rel-level")  # fmt: skip
 
     def __post_init__(self) -> None:

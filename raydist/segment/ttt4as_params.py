@@ -4,7 +4,7 @@ the SVM step, the CLI, ``metrics.json`` and MLflow).
 The paper fixes the percentile (99), the SVM (a linear soft-margin SVM on frozen features) and
 the positive set (local maxima above the percentile and their neighbours); every other default
 was chosen on the real development set (MVTec AD bottle, KolektorSDD, the MVTec 3D-AD tire
-sample, generated data): the README's TTT4AS section has the tables, and
+sample, generated data): docs/methods/ttt4as.md has the tables, and
 :func:`raydist.segment.pseudo_labels.pseudo_labels` the long reasons.
 """
 

@@ -1,7 +1,7 @@
 """TTT4AS against THR on the real development set (../shared/data; skipped when absent).
 
 Pretrained EfficientNet-Lite0 PatchCore, default TTT4AS. The margins are set from the figures
-measured by ``benchmarks/fidelity.py`` (README, TTT4AS section), leaving room for CPU/BLAS noise.
+measured by ``benchmarks/fidelity.py`` (docs/methods/ttt4as.md), leaving room for CPU/BLAS noise.
 """
 
 from __future__ import annotations

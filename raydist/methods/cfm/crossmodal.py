@@ -38,7 +38,7 @@ class CrossmodalMapping:
     score_cells: where the discrepancies are defined at test time: ``"trained"`` (default) = the
     cells the MLPs learnt from (>= ``min_valid`` of their pixels have a point), so a cell on the
     part's rim, whose few points give a 3D feature no training cell looked like, is not an
-    anomaly; ``"any"`` = every cell with a point (the previous behaviour; see the README's CFM
+    anomaly; ``"any"`` = every cell with a point (the previous behaviour; see docs/methods/cfm.md's
     ablation).
     """
 

@@ -81,7 +81,7 @@ def test_cfm_on_real_mvtec3d_sample(tmp_path):
 def test_rim_cells_the_mapping_never_learnt_are_not_scored(score_cells):
     """A cell with few 3D points (the part's rim) never trains the MLPs (min_valid 0.5); scoring it
     put the rim's out-of-distribution 3D features at every map's maximum (generated 3D benchmark:
-    I-AUROC 0.59 with every cell scored; the README's CFM ablation)."""
+    I-AUROC 0.59 with every cell scored; docs/methods/cfm.md, ablation)."""
     import torch
 
     from raydist.methods.cfm.crossmodal import CrossmodalMapping

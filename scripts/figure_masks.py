@@ -1,0 +1,97 @@
+"""The documentation's mask figure (docs/img/masks.png) from real runs on the development set.
+
+For each category (bottle: large defects, transistor: small ones, KolektorSDD: thin cracks) it
+ingests the category from ``--data-root``, fits PatchCore and runs ``evaluate`` with every default
+(cached under ``--work``, the dev-set harness's folder: benchmarks/fidelity.py), then shows one
+anomalous test image per category: the one the image gate passed whose mean F1 over the shown
+binarisers is the median of the category, so the figure is typical, not picked. It writes the PNG
+and docs/img/masks.txt: the commit, data, image ids and each mask's F1.
+
+    .venv/bin/python scripts/figure_masks.py [--data-root ../shared/data] [--work /tmp/raydist-fidelity]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from fidelity import prepare  # noqa: E402
+
+from raydist.config import EvalConfig  # noqa: E402
+from raydist.data.dataset import read_table  # noqa: E402
+from raydist.engine.evaluate import evaluate  # noqa: E402
+from raydist.engine.results import results_uri  # noqa: E402
+from raydist.metrics.binary import confusion, prf_from_counts  # noqa: E402
+from raydist.overlays import grid_png, load_panels  # noqa: E402
+
+CATEGORIES = ("bottle", "transistor", "kolektorsdd")
+SHOWN = ("thr", "ttt4as", "arel")
+
+
+def f1(gt: np.ndarray, pred: np.ndarray | None) -> float:
+    return prf_from_counts([confusion(gt, np.zeros_like(gt) if pred is None else pred)])["f1"]
+
+
+def typical(data: str, results: str, model_cfg: dict) -> tuple[dict, dict[str, float], str]:
+    """The gate-passed anomalous image of median mean F1, its F1 per binariser and how it was chosen."""
+    rows = read_table(results_uri(results), columns=["image_id", "label", "is_anomalous", "error"]).to_pylist()
+    anomalous = [r for r in rows if r["label"] == 1 and r["error"] is None]
+    passed = [r["image_id"] for r in anomalous if r["is_anomalous"]]
+    panels = load_panels(data, results, model_cfg, passed)
+    scored = sorted(((float(np.mean([f1(p["gt"], p["masks"].get(b)) for b in SHOWN])), p["image_id"], p) for p in panels), key=lambda t: t[:2])
+    _, _, chosen = scored[len(scored) // 2]
+    how = f"median of {len(scored)} anomalous images the gate passed (of {len(anomalous)})"
+    return chosen, {b: f1(chosen["gt"], chosen["masks"].get(b)) for b in SHOWN}, how
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/raydist-fidelity"))
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "masks.png")
+    args = ap.parse_args(argv)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    rows, titles, lines = [], [], []
+    for name in CATEGORIES:
+        got = prepare(name, args.work, args.data_root)
+        if got is None:
+            continue
+        data, model = got
+        results = str(args.work / name / "figure-results")
+        if not (Path(results) / "metrics.json").exists():
+            evaluate(data, model, results, EvalConfig())
+        model_cfg = json.loads((Path(model) / "model.json").read_text())["config"]
+        panel, scores, how = typical(data, results, model_cfg)
+        rows.append(panel)
+        titles.append(f"{name}\n{panel['image_id'].split('/')[-2]}")
+        lines.append(f"- {name}: `{panel['image_id']}` ({how}); F1 " + ", ".join(f"{b.upper()} {v:.3f}" for b, v in scores.items()))
+    if not rows:
+        print(f"no development data under {args.data_root}", file=sys.stderr)
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(grid_png(rows, SHOWN, titles))
+    caption = [
+        f"{args.out.name}: made by `python scripts/figure_masks.py` at commit {commit} from the development set",
+        f"({args.data_root.name}/: {', '.join(CATEGORIES)}), PatchCore with pretrained EfficientNet-Lite0 and every",
+        "`raydist fit` / `raydist evaluate` default (KolektorSDD at the harness's 560 x 224 geometry, 2% coreset).",
+        "One image per category: the anomalous image the gate passed whose mean F1 over THR, TTT4AS and AREL is",
+        "the category's median.",
+        "",
+        *lines,
+    ]
+    args.out.with_suffix(".txt").write_text("\n".join(caption) + "\n")
+    print("\n".join(caption))
+    print(f"wrote {args.out} and {args.out.with_suffix('.txt')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
