@@ -89,6 +89,37 @@ def greedy_coreset(
     return selected
 
 
+def chunked_coreset(
+    features: np.ndarray | torch.Tensor,
+    n_select: int,
+    chunk: int | None,
+    proj_dim: int | None = 256,
+    seed: int = 0,
+) -> np.ndarray:
+    """Greedy k-center on random chunks of at most ``chunk`` points, the chunks' centres joined.
+
+    The exact greedy costs (points x centres), so at a fixed ratio it grows with the square of the
+    train set; per chunk of a fixed size it grows linearly. Each chunk keeps its share of
+    ``n_select`` (the bank has the size the ratio asks for) and is covered by its own centres, so
+    every point is within its chunk's greedy radius of the bank (a composable coreset, Indyk et
+    al., PODS 2014); what that costs in coverage and AUROC against one greedy over everything is
+    measured on real patches in docs/methods/patchcore.md. ``chunk=None`` or ``chunk >= n``: one
+    exact greedy.
+    """
+    x = np.asarray(features, dtype=np.float32)
+    n = len(x)
+    if chunk is None or n <= chunk:
+        return greedy_coreset(x, n_select, proj_dim=proj_dim, seed=seed)
+    if not 0 < n_select <= n:
+        raise ValueError(f"n_select must be in [1, {n}], got {n_select}")
+    parts = np.array_split(np.random.default_rng(seed).permutation(n), -(-n // chunk))
+    share = np.array([len(p) for p in parts]) * (n_select / n)
+    k = np.floor(share).astype(np.int64)
+    k[np.argsort(k - share)[: n_select - int(k.sum())]] += 1  # largest remainders: the sizes sum to n_select
+    picked = [p[greedy_coreset(x[p], int(kp), proj_dim=proj_dim, seed=seed)] for p, kp in zip(parts, k) if kp > 0]
+    return np.concatenate(picked)
+
+
 def coverage_radius(features: np.ndarray, selected: np.ndarray) -> float:
     """Largest distance from any point to its nearest selected point (lower is better)."""
     from raydist.methods.patchcore.knn import nearest_distances

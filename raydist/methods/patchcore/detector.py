@@ -25,7 +25,7 @@ class PatchCoreDetector(BaseDetector):
 
     def __init__(self, cfg):
         self.cfg = cfg
-        self.model = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed)
+        self.model = PatchCore(cfg.coreset_ratio, cfg.coreset_proj_dim, cfg.sigma, cfg.image_score, seed=cfg.seed, coreset_chunk=cfg.coreset_chunk)
         self.info: dict[str, Any] = {}
 
     def fit(self, encoder: Encoder, train: Sequence[Decoded]) -> PatchCoreDetector:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from raydist.errors import ConfigError
-from raydist.methods.patchcore.coreset import greedy_coreset
+from raydist.methods.patchcore.coreset import chunked_coreset
 from raydist.methods.patchcore.knn import SearchBank, nearest_distances
 
 
@@ -67,6 +67,9 @@ class PatchCore:
     Parameters (defaults from the PatchCore / TTT4AS papers unless said otherwise):
         coreset_ratio: fraction of patches kept in the bank (10%, the papers' setting).
         proj_dim: JL projection width used only for coreset selection (see ``greedy_coreset``).
+        coreset_chunk: patches per greedy run; more are split into random chunks, each reduced on
+            its own (``chunked_coreset``), so the fit grows linearly with the train set. None: one
+            exact greedy over every patch.
         sigma: Gaussian smoothing of the upsampled map in pixels (4, PatchCore's setting).
         image_score: ``"max"`` (PatchCore) or ``"top1"`` (mean of the top 1%, CADA's choice).
         budget_mb: memory budget of one distance block in the bank search (None: cache-sized on the
@@ -82,6 +85,7 @@ class PatchCore:
         image_score: str = "max",
         budget_mb: float | None = None,
         seed: int = 0,
+        coreset_chunk: int | None = None,
     ):
         if not 0 < coreset_ratio <= 1:
             raise ConfigError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
@@ -94,6 +98,7 @@ class PatchCore:
         self.image_score = image_score
         self.budget_mb = budget_mb
         self.seed = seed
+        self.coreset_chunk = coreset_chunk
         self.device = torch.device("cpu")  # where the bank search runs (see ``to``)
         self.search = "exact"  # or "bf16": how the bank is searched (see SearchBank)
         self.indexed = False  # build SearchBank's bound index: set where the bank stays resident (a scorer)
@@ -109,6 +114,7 @@ class PatchCore:
             "image_score": self.image_score,
             "budget_mb": self.budget_mb,
             "seed": self.seed,
+            "coreset_chunk": self.coreset_chunk,
         }
 
     def fit(self, grids: np.ndarray | torch.Tensor) -> PatchCore:
@@ -117,7 +123,7 @@ class PatchCore:
         if n_select >= len(patches):
             idx = np.arange(len(patches))
         else:
-            idx = greedy_coreset(patches, n_select, proj_dim=self.proj_dim, seed=self.seed)
+            idx = chunked_coreset(patches, n_select, self.coreset_chunk, proj_dim=self.proj_dim, seed=self.seed)
         self.bank = patches[idx].astype(np.float16)
         g = torch.as_tensor(grids)
         self.origin = (idx // (g.shape[2] * g.shape[3])).astype(np.int64)

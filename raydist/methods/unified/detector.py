@@ -84,7 +84,7 @@ class UnifiedDetector(BaseDetector):
 
     def _bank(self) -> PatchCore:
         c = self.cfg
-        return PatchCore(c.coreset_ratio, c.coreset_proj_dim, c.sigma, c.image_score, seed=c.seed)
+        return PatchCore(c.coreset_ratio, c.coreset_proj_dim, c.sigma, c.image_score, seed=c.seed, coreset_chunk=c.coreset_chunk)
 
     def _groups(self, grids: np.ndarray) -> np.ndarray:
         return self.router.assign(grids) if self.router is not None else np.zeros(len(grids), dtype=int)

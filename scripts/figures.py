@@ -1,19 +1,22 @@
-"""The documentation's mask figure (docs/img/masks.png) from real runs on the development set.
+"""The documentation's figures from real runs on the development set: docs/img/masks.png (image |
+score map | masks | ground truth) and docs/img/stages.png (where an evaluation's time goes).
 
 For each category (bottle: large defects, transistor: small ones, KolektorSDD: thin cracks) it
 ingests the category from ``--data-root``, fits PatchCore and runs ``evaluate`` with every default
 (cached under ``--work``, the dev-set harness's folder: benchmarks/fidelity.py), then shows one
 anomalous test image per category: the one the image gate passed whose mean F1 over the shown
-binarisers is the median of the category, so the figure is typical, not picked. It writes the PNG
-and docs/img/masks.txt: the commit, data, image ids and each mask's F1.
+binarisers is the median of the category, so the figure is typical, not picked. The stage figure
+is the same runs' ``metrics.json["timing"]`` in ms per image. docs/img/figures.txt says the
+commit, data, machine, image ids and each mask's F1.
 
-    .venv/bin/python scripts/figure_masks.py [--data-root ../shared/data] [--work /tmp/raydist-fidelity]
+    .venv/bin/python scripts/figures.py [--data-root ../shared/data] [--work /tmp/raydist-fidelity]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +55,40 @@ def typical(data: str, results: str, model_cfg: dict) -> tuple[dict, dict[str, f
     return chosen, {b: f1(chosen["gt"], chosen["masks"].get(b)) for b in SHOWN}, how
 
 
+def _cpu() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "an unknown CPU"
+
+
+def stages_png(timings: dict[str, dict], dpi: int = 72) -> bytes:
+    """Horizontal bars, one group per category: each stage's seconds summed over the workers, per image."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = sorted({s for t in timings.values() for s in t["stages_s"]}, key=lambda s: -max(t["stages_s"].get(s, 0) / t["n"] for t in timings.values()))
+    stages = [s for s in stages if max(t["stages_s"].get(s, 0) / t["n"] for t in timings.values()) >= 0.5e-3]
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(stages) * len(timings) + 0.9), dpi=dpi)
+    height = 0.8 / len(timings)
+    for k, (name, t) in enumerate(timings.items()):
+        ms = [1e3 * t["stages_s"].get(s, 0) / t["n"] for s in stages]
+        ax.barh([i + k * height for i in range(len(stages))], ms, height=height, label=f"{name} ({t['ips']:.1f} images/s whole run)")
+    ax.set_yticks([i + height * (len(timings) - 1) / 2 for i in range(len(stages))], stages, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per image (summed over the workers)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", type=Path, default=ROOT.parent / "shared" / "data")
@@ -59,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "masks.png")
     args = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    rows, titles, lines = [], [], []
+    rows, titles, lines, timings = [], [], [], {}
     for name in CATEGORIES:
         got = prepare(name, args.work, args.data_root)
         if got is None:
@@ -69,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (Path(results) / "metrics.json").exists():
             evaluate(data, model, results, EvalConfig())
         model_cfg = json.loads((Path(model) / "model.json").read_text())["config"]
+        report = json.loads((Path(results) / "metrics.json").read_text())
+        timings[name] = {"stages_s": report["timing"]["stages_s"], "n": report["pooled"]["n_images"], "ips": report["timing"]["images_per_s"]}
         panel, scores, how = typical(data, results, model_cfg)
         rows.append(panel)
         titles.append(f"{name}\n{panel['image_id'].split('/')[-2]}")
@@ -78,18 +117,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(grid_png(rows, SHOWN, titles))
+    stages_out = args.out.with_name("stages.png")
+    stages_out.write_bytes(stages_png(timings))
     caption = [
-        f"{args.out.name}: made by `python scripts/figure_masks.py` at commit {commit} from the development set",
+        f"{args.out.name} and {stages_out.name}: made by `python scripts/figures.py` at commit {commit} on {_cpu()}",
+        f"({os.cpu_count()} CPUs) from the development set",
         f"({args.data_root.name}/: {', '.join(CATEGORIES)}), PatchCore with pretrained EfficientNet-Lite0 and every",
         "`raydist fit` / `raydist evaluate` default (KolektorSDD at the harness's 560 x 224 geometry, 2% coreset).",
         "One image per category: the anomalous image the gate passed whose mean F1 over THR, TTT4AS and AREL is",
         "the category's median.",
         "",
         *lines,
+        "",
+        "Stages (ms per image, summed over the local executor's workers), from each run's metrics.json:",
+        *(f"- {n}: " + ", ".join(f"{k} {1e3 * v / t['n']:.1f}" for k, v in sorted(t["stages_s"].items(), key=lambda kv: -kv[1])) + f"; {t['ips']:.1f} images/s whole run" for n, t in timings.items()),
     ]
-    args.out.with_suffix(".txt").write_text("\n".join(caption) + "\n")
+    text_out = args.out.with_name("figures.txt")
+    text_out.write_text("\n".join(caption) + "\n")
     print("\n".join(caption))
-    print(f"wrote {args.out} and {args.out.with_suffix('.txt')}")
+    print(f"wrote {args.out}, {stages_out} and {text_out}")
     return 0
 
 
