@@ -20,6 +20,7 @@ import ray
 
 from raydist.config import STALL_TIMEOUT_S, EvalConfig
 from raydist.contracts import Scored
+from raydist.distributed import WORKER_RUNTIME_ENV
 from raydist.engine import results
 from raydist.engine.evaluate import finish, plan
 from raydist.engine.scoring import DEFAULT_CACHE_MB, Scorer
@@ -212,7 +213,7 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-@ray.remote(max_restarts=2, max_task_retries=2)
+@ray.remote(max_restarts=2, max_task_retries=2, runtime_env=WORKER_RUNTIME_ENV)
 class ScoringActor:
     """Holds the encoder (on its GPU if it was given one) and an LRU of detectors; runs the score stage."""
 
@@ -236,7 +237,7 @@ class ScoringActor:
         return _node()
 
 
-@ray.remote(max_retries=3, retry_exceptions=list(transient_errors()))  # a storage outage longer than botocore's retries
+@ray.remote(max_retries=3, retry_exceptions=list(transient_errors()), runtime_env=WORKER_RUNTIME_ENV)  # retries: a storage outage longer than botocore's
 def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]], cfg: EvalConfig, offset: float, out_uri: str, cpus: float,
                  storage_options=None) -> dict[str, Any]:  # fmt: skip
     """The segment stage of one unit, then its results and summary; idempotent (fixed names)."""

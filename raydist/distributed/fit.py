@@ -11,6 +11,7 @@ from typing import Any
 import ray
 
 from raydist.config import ModelConfig
+from raydist.distributed import WORKER_RUNTIME_ENV
 from raydist.distributed.evaluate import demand, wait_one
 from raydist.engine.fit import FitUnit, finish_fit, fit_unit, pending, plan_fit, with_weights_id
 from raydist.errors import ConfigError
@@ -18,7 +19,7 @@ from raydist.features.encoder import Encoder
 from raydist.storage import process_options, transient_errors, use_options
 
 
-@ray.remote(max_retries=2, retry_exceptions=list(transient_errors()))  # a storage outage longer than botocore's retries
+@ray.remote(max_retries=2, retry_exceptions=list(transient_errors()), runtime_env=WORKER_RUNTIME_ENV)  # retries: a storage outage longer than botocore's
 def fit_task(data_uri: str, out_uri: str, cfg: ModelConfig, unit: FitUnit, batch_size: int, threads: int,
              storage_options=None) -> tuple[str, dict | str]:  # fmt: skip
     import torch
