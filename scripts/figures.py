@@ -1,5 +1,6 @@
 """The documentation's figures from real runs on the development set: docs/img/masks.png (image |
-score map | masks | ground truth) and docs/img/stages.png (where an evaluation's time goes).
+score map | masks | ground truth), docs/img/f1_by_size.png (F1 by defect size) and
+docs/img/stages.png (where an evaluation's time goes).
 
 For each category (bottle: large defects, transistor: small ones, KolektorSDD: thin cracks) it
 ingests the category from ``--data-root``, fits PatchCore and runs ``evaluate`` with every default
@@ -43,16 +44,48 @@ def f1(gt: np.ndarray, pred: np.ndarray | None) -> float:
     return prf_from_counts([confusion(gt, np.zeros_like(gt) if pred is None else pred)])["f1"]
 
 
-def typical(data: str, results: str, model_cfg: dict) -> tuple[dict, dict[str, float], str]:
-    """The gate-passed anomalous image of median mean F1, its F1 per binariser and how it was chosen."""
+def typical(data: str, results: str, model_cfg: dict) -> tuple[dict, dict[str, float], str, list[dict]]:
+    """The gate-passed anomalous image of median mean F1, its F1 per binariser, how it was chosen,
+    and every anomalous image's defect area and F1 per binariser (gated ones included, at 0)."""
     rows = read_table(results_uri(results), columns=["image_id", "label", "is_anomalous", "error"]).to_pylist()
     anomalous = [r for r in rows if r["label"] == 1 and r["error"] is None]
-    passed = [r["image_id"] for r in anomalous if r["is_anomalous"]]
-    panels = load_panels(data, results, model_cfg, passed)
-    scored = sorted(((float(np.mean([f1(p["gt"], p["masks"].get(b)) for b in SHOWN])), p["image_id"], p) for p in panels), key=lambda t: t[:2])
-    _, _, chosen = scored[len(scored) // 2]
+    passed = {r["image_id"] for r in anomalous if r["is_anomalous"]}
+    panels = load_panels(data, results, model_cfg, [r["image_id"] for r in anomalous])
+    per_image = [{"area": int(p["gt"].sum()), **{b: f1(p["gt"], p["masks"].get(b)) for b in SHOWN}} for p in panels]
+    scored = sorted((float(np.mean([f[b] for b in SHOWN])), p["image_id"], p, f) for p, f in zip(panels, per_image) if p["image_id"] in passed)
+    _, _, chosen, scores = scored[len(scored) // 2]
     how = f"median of {len(scored)} anomalous images the gate passed (of {len(anomalous)})"
-    return chosen, {b: f1(chosen["gt"], chosen["masks"].get(b)) for b in SHOWN}, how
+    return chosen, {b: scores[b] for b in SHOWN}, how, per_image
+
+
+def sizes_png(per_image: list[dict], dpi: int = 72) -> bytes:
+    """Mean F1 per binariser in five defect-area quintiles, every category's anomalous images pooled."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    area = np.array([r["area"] for r in per_image], dtype=float)
+    edges = np.quantile(area, np.linspace(0, 1, 6))
+    which = np.clip(np.searchsorted(edges, area, side="right") - 1, 0, 4)
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), dpi=dpi)
+    x = np.arange(5)
+    for b in SHOWN:
+        f = np.array([r[b] for r in per_image])
+        ax.plot(x, [f[which == i].mean() for i in x], marker="o", label=b.upper())
+    ax.set_xticks(x, [f"{edges[i]:,.0f}-{edges[i + 1]:,.0f}" for i in x], fontsize=8)
+    ax.set_xlabel(f"defect area, pixels at the evaluation size (quintiles of {len(area)} anomalous images)")
+    ax.set_ylabel("mean F1 per image")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def _cpu() -> str:
@@ -73,7 +106,7 @@ def stages_png(timings: dict[str, dict], dpi: int = 72) -> bytes:
 
     stages = sorted({s for t in timings.values() for s in t["stages_s"]}, key=lambda s: -max(t["stages_s"].get(s, 0) / t["n"] for t in timings.values()))
     stages = [s for s in stages if max(t["stages_s"].get(s, 0) / t["n"] for t in timings.values()) >= 0.5e-3]
-    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(stages) * len(timings) + 0.9), dpi=dpi)
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(stages) + 1.0), dpi=dpi)
     height = 0.8 / len(timings)
     for k, (name, t) in enumerate(timings.items()):
         ms = [1e3 * t["stages_s"].get(s, 0) / t["n"] for s in stages]
@@ -96,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "masks.png")
     args = ap.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    rows, titles, lines, timings = [], [], [], {}
+    rows, titles, lines, timings, per_image = [], [], [], {}, []
     for name in CATEGORIES:
         got = prepare(name, args.work, args.data_root)
         if got is None:
@@ -108,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         model_cfg = json.loads((Path(model) / "model.json").read_text())["config"]
         report = json.loads((Path(results) / "metrics.json").read_text())
         timings[name] = {"stages_s": report["timing"]["stages_s"], "n": report["pooled"]["n_images"], "ips": report["timing"]["images_per_s"]}
-        panel, scores, how = typical(data, results, model_cfg)
+        panel, scores, how, images = typical(data, results, model_cfg)
+        per_image += images
         rows.append(panel)
         titles.append(f"{name}\n{panel['image_id'].split('/')[-2]}")
         lines.append(f"- {name}: `{panel['image_id']}` ({how}); F1 " + ", ".join(f"{b.upper()} {v:.3f}" for b, v in scores.items()))
@@ -119,10 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_bytes(grid_png(rows, SHOWN, titles))
     stages_out = args.out.with_name("stages.png")
     stages_out.write_bytes(stages_png(timings))
+    sizes_out = args.out.with_name("f1_by_size.png")
+    sizes_out.write_bytes(sizes_png(per_image))
     caption = [
-        f"{args.out.name} and {stages_out.name}: made by `python scripts/figures.py` at commit {commit} on {_cpu()}",
+        f"{args.out.name}, {stages_out.name} and {sizes_out.name}: made by `python scripts/figures.py` at commit {commit} on {_cpu()}",
         f"({os.cpu_count()} CPUs) from the development set",
-        f"({args.data_root.name}/: {', '.join(CATEGORIES)}), PatchCore with pretrained EfficientNet-Lite0 and every",
+        f"({args.data_root}: {', '.join(CATEGORIES)}), PatchCore with pretrained EfficientNet-Lite0 and every",
         "`raydist fit` / `raydist evaluate` default (KolektorSDD at the harness's 560 x 224 geometry, 2% coreset).",
         "One image per category: the anomalous image the gate passed whose mean F1 over THR, TTT4AS and AREL is",
         "the category's median.",
@@ -135,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     text_out = args.out.with_name("figures.txt")
     text_out.write_text("\n".join(caption) + "\n")
     print("\n".join(caption))
-    print(f"wrote {args.out}, {stages_out} and {text_out}")
+    print(f"wrote {args.out}, {stages_out}, {sizes_out} and {text_out}")
     return 0
 
 
