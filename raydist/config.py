@@ -40,9 +40,9 @@ class ModelConfig:
     aspect: float = _opt(1.0, "height/width of the processed image (e.g. 2.5 for KolektorSDD, so thin cracks are not squashed)")
     coreset_ratio: float = _opt(0.1, "share of train patches kept in the memory bank (PatchCore: 10%)")
     coreset_proj_dim: int | None = _opt(256, "random projection for the greedy coreset's distances (PatchCore: 128-256)")
-    coreset_chunk: int | None = _opt(None, "patches per greedy coreset run: a larger train set is split into random chunks of "
-                                           "this size, each reduced on its own, so the fit grows linearly with it, not with "
-                                           "its square (docs/methods/patchcore.md); default: one exact greedy")  # fmt: skip
+    coreset_chunk: int = _opt(200_000, "patches per greedy coreset run: a larger train set is split into random chunks of "
+                                       "this size, each reduced on its own, so the fit grows linearly with it, not with its "
+                                       "square (~255 train images at 224 px; docs/methods/patchcore.md); 0 = one exact greedy")  # fmt: skip
     sigma: float = _opt(4.0, "Gaussian smoothing of score maps, pixels (PatchCore: 4)")
     image_score: str | None = _opt(None, "max | top1; default max, top1 for unified (CADA scores aligned maps by their top pixel)",
                                    choices=("max", "top1"))  # fmt: skip
@@ -97,7 +97,7 @@ class ModelConfig:
             raise ConfigError("unified models score aligned maps by their top pixel (CADA): --image-score must be top1")
         checks = [
             (0 < self.coreset_ratio <= 1, f"--coreset-ratio must be in (0, 1], got {self.coreset_ratio}"),
-            (self.coreset_chunk is None or self.coreset_chunk >= 1000, f"--coreset-chunk must be >= 1000, got {self.coreset_chunk}"),
+            (self.coreset_chunk == 0 or self.coreset_chunk >= 1000, f"--coreset-chunk must be 0 (off) or >= 1000, got {self.coreset_chunk}"),
             (self.thr_k >= 0, f"--thr-k must be >= 0, got {self.thr_k}"),
             (self.image_k >= 0, f"--image-k must be >= 0, got {self.image_k}"),
             (self.sigma >= 0, f"--sigma must be >= 0, got {self.sigma}"),
@@ -118,6 +118,7 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Read a stored config; keys of another version are dropped, values are re-validated."""
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        d.setdefault("coreset_chunk", 0)  # models stored before the option ran one exact greedy
         if d.get("method") == "cfm":  # CFM models stored before these options fitted the plane after
             d.setdefault("plane_fit", "resized")  # resizing and scored every cell with a point
             d.setdefault("cfm_score_cells", "any")

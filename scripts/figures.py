@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/raydist-fidelity"))
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "img" / "masks.png")
     args = ap.parse_args(argv)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rows, titles, lines, timings, per_image = [], [], [], {}, []
     for name in CATEGORIES:
         got = prepare(name, args.work, args.data_root)

@@ -103,12 +103,12 @@ def chunked_coreset(
     ``n_select`` (the bank has the size the ratio asks for) and is covered by its own centres, so
     every point is within its chunk's greedy radius of the bank (a composable coreset, Indyk et
     al., PODS 2014); what that costs in coverage and AUROC against one greedy over everything is
-    measured on real patches in docs/methods/patchcore.md. ``chunk=None`` or ``chunk >= n``: one
+    measured on real patches in docs/methods/patchcore.md. ``chunk`` 0, None or ``>= n``: one
     exact greedy.
     """
     x = np.asarray(features, dtype=np.float32)
     n = len(x)
-    if chunk is None or n <= chunk:
+    if not chunk or n <= chunk:
         return greedy_coreset(x, n_select, proj_dim=proj_dim, seed=seed)
     if not 0 < n_select <= n:
         raise ValueError(f"n_select must be in [1, {n}], got {n_select}")

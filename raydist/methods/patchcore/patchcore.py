@@ -68,8 +68,8 @@ class PatchCore:
         coreset_ratio: fraction of patches kept in the bank (10%, the papers' setting).
         proj_dim: JL projection width used only for coreset selection (see ``greedy_coreset``).
         coreset_chunk: patches per greedy run; more are split into random chunks, each reduced on
-            its own (``chunked_coreset``), so the fit grows linearly with the train set. None: one
-            exact greedy over every patch.
+            its own (``chunked_coreset``), so the fit grows linearly with the train set. 0 or None:
+            one exact greedy over every patch (the default here; ModelConfig's is 200,000).
         sigma: Gaussian smoothing of the upsampled map in pixels (4, PatchCore's setting).
         image_score: ``"max"`` (PatchCore) or ``"top1"`` (mean of the top 1%, CADA's choice).
         budget_mb: memory budget of one distance block in the bank search (None: cache-sized on the

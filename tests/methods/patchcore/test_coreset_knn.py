@@ -166,3 +166,24 @@ def test_chunked_coreset_is_exact_below_the_chunk_and_covers_above_it():
         assert np.array_equal(sel, chunked_coreset(x, 301, 2000, seed=seed))
         exact = coverage_radius(x, greedy_coreset(x, 301, seed=seed))
         assert coverage_radius(x, sel) < 1.2 * exact
+
+
+def test_coreset_chunk_option():
+    """200,000 patches per greedy by default (~255 train images at 224 px); 0 = one exact greedy;
+    models stored before the option read as 0 (what they ran)."""
+    from raydist.config import ModelConfig
+    from raydist.errors import ConfigError
+    from raydist.methods.patchcore.coreset import chunked_coreset
+    from raydist.methods.patchcore.patchcore import PatchCore, grid_to_patches
+
+    assert ModelConfig().coreset_chunk == 200_000
+    assert ModelConfig.from_dict({k: v for k, v in ModelConfig().to_dict().items() if k != "coreset_chunk"}).coreset_chunk == 0
+    with pytest.raises(ConfigError, match="coreset-chunk"):
+        ModelConfig(coreset_chunk=10)
+    grids = np.random.default_rng(0).standard_normal((12, 16, 10, 10)).astype(np.float32)  # 1,200 patches
+    chunked = PatchCore(coreset_ratio=0.1, coreset_chunk=1000).fit(grids)
+    exact = PatchCore(coreset_ratio=0.1, coreset_chunk=0).fit(grids)
+    patches = grid_to_patches(grids)
+    assert np.array_equal(chunked.bank, patches[chunked_coreset(patches, 120, 1000)].astype(np.float16))
+    assert np.array_equal(exact.bank, patches[greedy_coreset(patches, 120)].astype(np.float16))
+    assert not np.array_equal(chunked.bank, exact.bank)
