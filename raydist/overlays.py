@@ -1,5 +1,5 @@
 """Overlay figures (RGB | score heat map | ground truth | masks) for a few images, one per image
-(MLflow's gallery) or one grid of several (the documentation's figure, scripts/figure_masks.py).
+(MLflow's gallery) or one grid of several (the documentation's figure, scripts/figures.py).
 
 Pure matplotlib (Agg) on arrays; the tracking layer decides where the PNGs go.
 """
@@ -70,7 +70,8 @@ def load_panels(data_uri: str, results_uri: str, model_cfg: dict, image_ids: Seq
         return []
     full = open_dataset(results_dir(results_uri), storage_options, partition_schema=_class_partition()).to_table(filter=pc.field("image_id").isin(ids)).to_pylist()
     classes = sorted({r["class_name"] for r in full})
-    src = {r["image_id"]: r for r in read_table(data_uri, classes=classes, splits=["test"], columns=["image_id", "image", "mask", "label"], storage_options=storage_options).to_pylist() if r["image_id"] in set(ids)}
+    wanted = set(ids)
+    src = {r["image_id"]: r for r in read_table(data_uri, classes=classes, splits=["test"], columns=["image_id", "image", "mask", "label"], storage_options=storage_options).to_pylist() if r["image_id"] in wanted}
     prep = Preprocess(resize=model_cfg.get("resize", 256), crop=model_cfg.get("crop", 224), aspect=model_cfg.get("aspect", 1.0))
     out = []
     for r in sorted(full, key=lambda r: r["image_id"]):

@@ -1,7 +1,7 @@
 """Write docs/cli.md from the argparse parsers of ``raydist`` (never by hand).
 
 The page is the parsers rendered as tables, one per verb, so it cannot drift from the code: the
-README's test command runs ``--check``, which fails when the committed page differs from what the
+README's test command runs ``--check`` (tests/test_docs.py), which fails when the committed page differs from what the
 parsers give now.
 
     python scripts/cli_reference.py            # rewrite docs/cli.md
