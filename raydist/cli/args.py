@@ -143,10 +143,17 @@ def add_ray_args(p: argparse.ArgumentParser, default: str, scoring: bool = True,
     if scoring:
         g.add_argument("--workers", type=int, default=None,
                        help="local executor: worker threads, each scoring and binarising one batch at a time with one torch thread (default: one per usable CPU)")  # fmt: skip
-        g.add_argument("--num-actors", type=int, default=1, help="Ray: scoring actors (backbone + resident banks; one per GPU on a GPU cluster)")
+        g.add_argument("--num-actors", type=int, default=None,
+                       help="Ray: scoring actors, each with the backbone and resident banks (default: fill the cluster at the start: "
+                            "one per --gpus-per-actor GPUs, else one per --cpus-per-actor CPUs when they binarise, else 1)")  # fmt: skip
         g.add_argument("--gpus-per-actor", type=float, default=0.0, help="Ray: GPUs per scoring actor (1 puts them on GPU nodes)")
-        g.add_argument("--cpus-per-actor", type=float, default=1.0, help="Ray: CPUs per scoring actor")
-        g.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray: CPUs per segment task (THR, TTT4AS's SVMs, MEBin for one unit)")
+        g.add_argument("--cpus-per-actor", type=float, default=1.0,
+                       help="Ray: CPUs per scoring actor (binarising in the actor: one worker thread per CPU, sharing its model)")  # fmt: skip
+        g.add_argument("--segment-in", choices=["auto", "actor", "tasks"], default="auto",
+                       help="Ray: where units are binarised: in the scoring actor that scored them (no maps or features cross the "
+                            "object store), or in CPU segment tasks (the GPU keeps scoring meanwhile); auto: tasks with --gpus-per-actor, else actor")  # fmt: skip
+        g.add_argument("--cpus-per-task", type=float, default=None,
+                       help="Ray: CPUs per segment task (THR, TTT4AS's SVMs, MEBin for one unit; default 1; only with segment tasks)")  # fmt: skip
         g.add_argument("--cache-mb", type=float, default=DEFAULT_CACHE_MB,
                        help="fitted detectors (banks) kept resident per scorer, least recently used evicted beyond this")  # fmt: skip
 

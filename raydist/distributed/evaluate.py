@@ -1,19 +1,27 @@
 """The Ray executor for evaluation: the engine's stages on a cluster.
 
-Per work unit (one Parquet row group of the test split):
-    ScoringActor.score_unit(unit) -> [Scored] in the object store (score map, float16 feature grid)
-    segment_task (num_cpus=1) -> the engine's segment stage, then the unit's results + summary
+Per work unit (one Parquet row group of the test split), one of two layouts (``--segment-in``):
+
+- ``actor`` (the default without GPUs): ``ScoringActor.evaluate_unit(unit)`` runs both stages
+  where the unit was read, as a local worker does: its batches go to the actor's worker threads
+  (one per CPU it was given, one torch thread each), then it writes the unit's results + summary.
+  Nothing but an acknowledgement crosses the object store.
+- ``tasks`` (the default with ``--gpus-per-actor``): ``ScoringActor.score_unit(unit)`` on the
+  GPU -> [Scored] in the object store (score map, float16 feature grid) -> ``segment_task``
+  (CPUs only) -> the unit's results + summary. The GPU scores while CPU nodes fit the SVMs.
+
 The driver moves unit descriptors and small acknowledgements only, and keeps a bounded number of
-units in flight, so memory stays flat however large the archive is. Planning, the stages and
-``metrics.json`` are the engine's (``raydist.engine``): this module knows no model kind and no
+units in flight per actor, so memory stays flat however large the archive is. Planning, the stages
+and ``metrics.json`` are the engine's (``raydist.engine``): this module knows no model kind and no
 metric policy.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import ray
@@ -22,7 +30,7 @@ from raydist.config import STALL_TIMEOUT_S, EvalConfig
 from raydist.contracts import Scored
 from raydist.distributed import WORKER_RUNTIME_ENV
 from raydist.engine import results
-from raydist.engine.evaluate import finish, plan
+from raydist.engine.evaluate import collect_unit, finish, plan, submit_unit, worker_pool
 from raydist.engine.scoring import DEFAULT_CACHE_MB, Scorer
 from raydist.engine.stages import score_unit, segment_unit
 from raydist.engine.units import Unit, read_unit
@@ -126,23 +134,65 @@ def _use_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
+SEGMENT_IN = ("auto", "actor", "tasks")
+
+
 @dataclass(frozen=True)
 class Resources:
     """What each kind of Ray worker asks for; each number sizes one kind and nothing else.
 
     Scoring actors hold the backbone and resident banks: ``gpus_per_actor=1`` puts each on a GPU
-    node (one actor per GPU). Segment tasks (THR, TTT4AS's per-image SVMs, MEBin) need CPUs only,
-    so Ray's scheduler keeps them off GPU nodes while CPU nodes have room.
+    node (one actor per GPU). ``segment_in`` says where a unit is binarised: ``actor`` (the
+    scoring actor binarises its own unit on its worker threads, one per CPU it was given: no
+    maps or feature grids cross the object store; the default without GPUs) or ``tasks``
+    (segment tasks of ``cpus_per_task`` CPUs, which Ray keeps off GPU nodes while CPU nodes have
+    room; the default with GPUs). ``num_actors`` None fills the cluster as it is at the start:
+    one actor per ``gpus_per_actor`` GPUs, or, binarising in the actors, one per
+    ``cpus_per_actor`` CPUs; with CPU-only segment tasks, one.
     """
 
-    num_actors: int = 1
+    num_actors: int | None = None
     gpus_per_actor: float = 0.0
     cpus_per_actor: float = 1.0
-    cpus_per_task: float = 1.0
+    cpus_per_task: float | None = None
+    segment_in: str = "auto"
 
     def __post_init__(self):
-        if self.num_actors < 1 or min(self.gpus_per_actor, self.cpus_per_actor, self.cpus_per_task) < 0:
+        if self.segment_in not in SEGMENT_IN:
+            raise ConfigError(f"--segment-in must be one of {', '.join(SEGMENT_IN)}, got {self.segment_in!r}")
+        if (self.num_actors is not None and self.num_actors < 1) or min(self.gpus_per_actor, self.cpus_per_actor, self.cpus_per_task or 0.0) < 0:
             raise ConfigError(f"--num-actors must be >= 1 and resources >= 0, got {self}")
+        if self.in_actor and self.cpus_per_task is not None:
+            raise ConfigError("--cpus-per-task sizes segment tasks, but the scoring actors binarise here (--segment-in "
+                              f"{self.segment_in}{', no GPUs asked' if self.segment_in == 'auto' else ''}); "
+                              "add --segment-in tasks to binarise in tasks")  # fmt: skip
+
+    @property
+    def in_actor(self) -> bool:
+        """Whether the scoring actors binarise their own units (no segment tasks)."""
+        return self.segment_in == "actor" or (self.segment_in == "auto" and self.gpus_per_actor == 0)
+
+    @property
+    def threads_per_actor(self) -> int:
+        """Worker threads of an actor that binarises its units: one per CPU it was given."""
+        return max(1, int(self.cpus_per_actor))
+
+    @property
+    def task_cpus(self) -> float:
+        return 1.0 if self.cpus_per_task is None else self.cpus_per_task
+
+    def resolved(self, cluster: dict[str, float]) -> Resources:
+        """These resources with ``num_actors`` and ``segment_in`` made explicit for ``cluster``
+        (``ray.cluster_resources()``): what the run asks for, as its report records it."""
+        n = self.num_actors
+        if n is None:
+            if self.gpus_per_actor > 0:
+                n = int(cluster.get("GPU", 0.0) / self.gpus_per_actor + 1e-9)
+            elif self.in_actor:
+                n = int(cluster.get("CPU", 0.0) / max(self.cpus_per_actor, 1.0) + 1e-9)
+            n = max(1, n or 1)
+        return replace(self, num_actors=n, segment_in="actor" if self.in_actor else "tasks",
+                       cpus_per_task=None if self.in_actor else self.task_cpus)  # fmt: skip
 
 
 def stalled(what: str, stall_s: float) -> StalledError:
@@ -213,25 +263,55 @@ def _node() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+def _ack(unit: Unit, summary: dict[str, Any], times: StageTimes) -> dict[str, Any]:
+    """What the driver hears of a written unit (its results and summary stay in storage)."""
+    n_errors = sum(im["error"] is not None for im in summary["images"])
+    return {"unit": unit.uid, "n_rows": summary["n_rows"], "n_errors": n_errors, "node": _node(), "times": dict(times)}
+
+
 @ray.remote(max_restarts=2, max_task_retries=2, runtime_env=WORKER_RUNTIME_ENV)
 class ScoringActor:
-    """Holds the encoder (on its GPU if it was given one) and an LRU of detectors; runs the score stage."""
+    """Holds the encoder (on its GPU if it was given one) and an LRU of detectors; runs the score
+    stage (``score_unit``), or both stages on its worker threads (``evaluate_unit``: ``threads``
+    given; started with ``max_concurrency=2`` so one unit is read and written while another scores)."""
 
     def __init__(self, model_uri: str, data_uri: str, cfg: EvalConfig, cpus: float, storage_options=None, duplicates=None,
-                 cache_mb: float = DEFAULT_CACHE_MB):  # fmt: skip
+                 cache_mb: float = DEFAULT_CACHE_MB, threads: int | None = None):  # fmt: skip
         _use_threads(cpus)
         use_options(storage_options)  # every filesystem this actor opens, the detector's own reads included
         self.data_uri, self.cfg, self.storage_options = data_uri, cfg, storage_options
         self.times = StageTimes()  # the start-up is reported with the first unit
+        self.lock = threading.Lock()
         with self.times("start_scorer"):
             self.scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=duplicates)
+        self.pool = worker_pool(threads) if threads else None
+
+    def _fresh_times(self) -> StageTimes:
+        """This call's stage clock; the first call's carries the start-up."""
+        with self.lock:
+            times, self.times = self.times, StageTimes()
+        return times
+
+    def _read(self, unit: Unit, times: StageTimes) -> list[dict[str, Any]]:
+        with times("read"):
+            return read_unit(unit, self.data_uri, self.scorer.columns, self.storage_options)
 
     @ray.method(retry_exceptions=list(transient_errors()))
     def score_unit(self, unit: Unit) -> tuple[list[Scored], dict[str, float]]:
-        times, self.times = self.times, StageTimes()
-        with times("read"):
-            rows = read_unit(unit, self.data_uri, self.scorer.columns, self.storage_options)
+        times = self._fresh_times()
+        rows = self._read(unit, times)
         return score_unit(self.scorer, rows, self.cfg.batch_size, times), times
+
+    @ray.method(retry_exceptions=list(transient_errors()))
+    def evaluate_unit(self, unit: Unit, offset: float, out_uri: str) -> dict[str, Any]:
+        """Both stages of one unit on this actor's worker threads, then its results and summary;
+        idempotent (fixed names)."""
+        times = self._fresh_times()
+        rows = self._read(unit, times)
+        table, summary = collect_unit(unit.uid, submit_unit(self.pool, self.scorer, rows, self.cfg), self.cfg, offset, times)
+        with times("write"):
+            results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, self.storage_options)
+        return _ack(unit, summary, times)
 
     def node(self) -> str:
         return _node()
@@ -248,8 +328,10 @@ def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]],
     table, summary = segment_unit(unit.uid, scored, cfg, offset, times)
     with times("write"):
         results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
-    n_errors = sum(im["error"] is not None for im in summary["images"])
-    return {"unit": unit.uid, "n_rows": summary["n_rows"], "n_errors": n_errors, "node": _node(), "times": dict(times)}
+    return _ack(unit, summary, times)
+
+
+UNITS_PER_ACTOR = 2  # in flight per scoring actor: one computing while the next is read (and the last written)
 
 
 def evaluate(
@@ -268,10 +350,11 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate the test split on the connected Ray cluster; ``resume`` keeps current finished units
     (nightly); ``on_progress(progress)`` is called after each unit. The report's ``executor`` says
-    on which node each scoring actor ran and how many units each node segmented. Raises
-    :class:`StalledError` when no unit finishes (or no scoring actor starts) for ``stall_s``."""
+    what was asked (``num_actors`` and ``segment_in`` resolved), on which node each scoring actor
+    ran and how many units each node binarised. Raises :class:`StalledError` when no unit finishes
+    (or no scoring actor starts) for ``stall_s``."""
     cfg = cfg or EvalConfig()
-    res = resources or Resources()
+    res = (resources or Resources()).resolved(ray.cluster_resources())
     storage_options = {**process_options(), **(storage_options or {})}  # the workers get the driver's
     t0 = time.perf_counter()
     p = plan(data_uri, model_uri, out_uri, cfg, resume, storage_options, log)
@@ -281,48 +364,56 @@ def evaluate(
     actor_nodes: list[str] = []
     segment_nodes: dict[str, int] = {}
     if p.todo:
+        threads = res.threads_per_actor if res.in_actor else None
         actors = [
-            ScoringActor.options(num_gpus=res.gpus_per_actor, num_cpus=res.cpus_per_actor).remote(
-                model_uri, data_uri, cfg, res.cpus_per_actor, storage_options, p.duplicates, cache_mb
+            ScoringActor.options(num_gpus=res.gpus_per_actor, num_cpus=res.cpus_per_actor, max_concurrency=UNITS_PER_ACTOR if threads else 1).remote(
+                model_uri, data_uri, cfg, res.cpus_per_actor, storage_options, p.duplicates, cache_mb, threads
             )
             for _ in range(res.num_actors)
-        ]
+        ]  # fmt: skip
         try:
             actor_nodes = _started_nodes(actors, res, stall_s)
             held = _held(actor_nodes, res)
-            limit = max_in_flight or 2 * len(actors)
-            pending_score: dict[ray.ObjectRef, Unit] = {}
-            pending_seg: list[ray.ObjectRef] = []
+            limit = max_in_flight or UNITS_PER_ACTOR * len(actors)
+            load = [0] * len(actors)  # units each actor is reading or scoring
+            pending: dict[ray.ObjectRef, tuple[Unit, int | None]] = {}  # scoring: the actor's index; written: None
             queue = list(p.todo)
-            turn = 0
-            while queue or pending_score or pending_seg:
-                while queue and len(pending_score) < limit:
+            while queue or pending:
+                while queue and sum(load) < limit:
                     u = queue.pop(0)
-                    pending_score[actors[turn % len(actors)].score_unit.remote(u)] = u
-                    turn += 1
-                in_flight = f"{len(pending_score)} units scoring, {len(pending_seg)} segmenting ({res.cpus_per_task:g} CPU per task)"
+                    i = load.index(min(load))  # the least busy actor: units differ in size
+                    call = actors[i].evaluate_unit.remote(u, p.offset, out_uri) if threads else actors[i].score_unit.remote(u)
+                    pending[call] = (u, i)
+                    load[i] += 1
+                n_seg = sum(i is None for _, i in pending.values())
+                in_flight = f"{sum(load)} units scoring, {n_seg} segmenting" + ("" if threads else f" ({res.task_cpus:g} CPU per task)")
                 # a started actor's calls are always placeable; a segment task may fit no node beside them
-                asked = [demand(res.cpus_per_task)] if pending_seg else []
-                for ref in wait_one(list(pending_score) + pending_seg, stall_s, f"no unit finished ({in_flight})", asked, held):
-                    if ref in pending_score:
-                        u = pending_score.pop(ref)
-                        pending_seg.append(segment_task.options(num_cpus=res.cpus_per_task).remote(u, ref, cfg, p.offset, out_uri, res.cpus_per_task, storage_options))
-                    else:
-                        pending_seg.remove(ref)
-                        done = ray.get(ref)
-                        evaluated += done["n_rows"]
-                        segment_nodes[done["node"]] = segment_nodes.get(done["node"], 0) + 1
-                        times.merge(done["times"])
-                        log(f"[ray] unit {done['unit']}: {done['n_rows']} images, {done['n_errors']} errors; {progress.step(done['n_rows'])}")
-                        if on_progress is not None:
-                            on_progress(progress)
+                asked = [demand(res.task_cpus)] if n_seg else []
+                for ref in wait_one(list(pending), stall_s, f"no unit finished ({in_flight})", asked, held):
+                    u, i = pending.pop(ref)
+                    if i is not None:
+                        load[i] -= 1
+                    if i is not None and not threads:  # scored: binarise it in a task
+                        task = segment_task.options(num_cpus=res.task_cpus).remote(u, ref, cfg, p.offset, out_uri, res.task_cpus, storage_options)
+                        pending[task] = (u, None)
+                        continue
+                    done = ray.get(ref)
+                    evaluated += done["n_rows"]
+                    segment_nodes[done["node"]] = segment_nodes.get(done["node"], 0) + 1
+                    times.merge(done["times"])
+                    log(f"[ray] unit {done['unit']}: {done['n_rows']} images, {done['n_errors']} errors; {progress.step(done['n_rows'])}")
+                    if on_progress is not None:
+                        on_progress(progress)
         finally:  # a stalled or failed run leaves no actor holding a GPU behind
             for a in actors:
                 ray.kill(a)
     executor = {"kind": "ray", **asdict(res), "cache_mb": cache_mb, "stall_timeout_s": stall_s, "placement": {"scoring_actors": actor_nodes, "segment_units": segment_nodes}}
-    # stage seconds are summed over workers: the scoring actors and the segment tasks run side by side
-    free_cpus = ray.cluster_resources().get("CPU", 1.0) - res.num_actors * res.cpus_per_actor
-    workers = res.num_actors + max(1, int(free_cpus / max(res.cpus_per_task, 1.0)))
+    # stage seconds are summed over workers: the actors' threads, or the scoring actors and the segment tasks side by side
+    if res.in_actor:
+        workers = res.num_actors * res.threads_per_actor
+    else:
+        free_cpus = ray.cluster_resources().get("CPU", 1.0) - res.num_actors * res.cpus_per_actor
+        workers = res.num_actors + max(1, int(free_cpus / max(res.task_cpus, 1.0)))
     return finish(p, out_uri, executor, evaluated, t0, times, workers, storage_options)
 
 

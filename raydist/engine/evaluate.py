@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from raydist.config import EvalConfig, ModelConfig
 from raydist.data.dataset import duplicate_ids
 from raydist.engine import results
@@ -131,6 +133,27 @@ def _worker_threads() -> None:
     torch.set_num_threads(WORKER_THREADS)
 
 
+def worker_pool(n: int) -> ThreadPoolExecutor:
+    """``n`` worker threads, each running one batch at a time with one torch thread."""
+    return ThreadPoolExecutor(n, "raydist-score", _worker_threads)
+
+
+def submit_unit(pool: ThreadPoolExecutor, scorer: Scorer, rows: list[dict[str, Any]], cfg: EvalConfig) -> list[Future]:
+    """A unit's batches onto the worker threads, each scored and binarised there."""
+    return [pool.submit(score_and_binarise, scorer, b, cfg) for b in batches(rows, cfg.batch_size)]
+
+
+def collect_unit(uid: str, jobs: list[Future], cfg: EvalConfig, offset: float, times: StageTimes) -> tuple[pa.Table, dict[str, Any]]:
+    """A submitted unit's result table and summary, its rows in their order (both executors)."""
+    scored, binarised = [], []
+    for job in jobs:  # in batch order: the unit's rows keep their order
+        s, b, t = job.result()
+        scored += s
+        binarised += b
+        times.merge(t)
+    return segment_unit(uid, scored, cfg, offset, times, binarised)
+
+
 def evaluate(
     data_uri: str, model_uri: str, out_uri: str, cfg: EvalConfig | None = None, resume: bool = False, storage_options=None, log: Log = _quiet,
     on_progress: Callable[[Progress], None] | None = None, cache_mb: float = DEFAULT_CACHE_MB, workers: int | None = None,
@@ -161,13 +184,7 @@ def evaluate(
 
     def write(unit: Unit, jobs: list[Future]) -> None:
         nonlocal evaluated
-        scored, binarised = [], []
-        for job in jobs:  # in batch order: the unit's rows keep their order
-            s, b, t = job.result()
-            scored += s
-            binarised += b
-            times.merge(t)
-        table, summary = segment_unit(unit.uid, scored, cfg, p.offset, times, binarised)
+        table, summary = collect_unit(unit.uid, jobs, cfg, p.offset, times)
         with times("write"):
             results.write_unit(out_uri, unit.uid, unit.class_name, table, summary, storage_options)
         evaluated += unit.n_rows
@@ -176,14 +193,14 @@ def evaluate(
             on_progress(progress)
 
     if p.todo:
-        with torch_threads(WORKER_THREADS), ThreadPoolExecutor(n_workers, "raydist-score", _worker_threads) as pool:
+        with torch_threads(WORKER_THREADS), worker_pool(n_workers) as pool:
             with times("start_scorer"):
                 scorer = Scorer(model_uri, cfg, cache_mb=cache_mb, storage_options=storage_options, duplicates=p.duplicates)
             held: tuple[Unit, list[Future]] | None = None
             for unit in p.todo:
                 with times("read"):
                     rows = read_unit(unit, data_uri, scorer.columns, storage_options)
-                jobs = [pool.submit(score_and_binarise, scorer, b, cfg) for b in batches(rows, cfg.batch_size)]
+                jobs = submit_unit(pool, scorer, rows, cfg)
                 if held is not None:
                     write(*held)
                 held = (unit, jobs)

@@ -37,7 +37,7 @@ def run_stalling(*args: str) -> tuple[subprocess.CompletedProcess, str, float]:
 
 @pytest.mark.parametrize("flags, expect", [
     (["--gpus-per-actor", "1"], "no scoring actor started (asked: 1 CPU, 1 GPU each; 0 of 1 running)"),
-    (["--cpus-per-task", "4"], "no unit finished"),
+    (["--segment-in", "tasks", "--cpus-per-task", "4"], "no unit finished"),
 ])  # fmt: skip
 def test_unplaceable_work_stalls_out(flags, expect, synth_uri, wrn_model_uri, tmp_path):
     _, last, took = run_stalling("evaluate", "--data", synth_uri, "--model", wrn_model_uri, "--out", str(tmp_path / "res"), "--segment", "thr", *flags)

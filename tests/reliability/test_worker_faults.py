@@ -35,12 +35,13 @@ def results(out):
     return {r["image_id"]: r for r in t.to_pylist()}
 
 
-@pytest.mark.parametrize("victim", ["ray::ScoringActor", "ray::segment_task"])
-def test_killed_worker_recovers(victim, many_units, wrn_model_uri, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("victim, segment_in", [("ray::ScoringActor", "actor"), ("ray::ScoringActor", "tasks"), ("ray::segment_task", "tasks")])
+def test_killed_worker_recovers(victim, segment_in, many_units, wrn_model_uri, tmp_path):  # noqa: F811
     dist.init(num_cpus=2)
+    res = dist.Resources(segment_in=segment_in)
     try:
         clean = tmp_path / "clean"
-        dist.evaluate(many_units, wrn_model_uri, str(clean), EvalConfig(), log=lambda _: None)
+        dist.evaluate(many_units, wrn_model_uri, str(clean), EvalConfig(), res, log=lambda _: None)
         out = tmp_path / "faulty"
         killed = []
 
@@ -55,7 +56,7 @@ def test_killed_worker_recovers(victim, many_units, wrn_model_uri, tmp_path):  #
 
         t = threading.Thread(target=assassin)
         t.start()
-        rep = dist.evaluate(many_units, wrn_model_uri, str(out), EvalConfig(), log=lambda _: None)
+        rep = dist.evaluate(many_units, wrn_model_uri, str(out), EvalConfig(), res, log=lambda _: None)
         t.join()
         assert killed, f"no {victim} process was found to kill"
         a, b = results(clean), results(out)
