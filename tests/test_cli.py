@@ -50,9 +50,12 @@ def test_bad_config_is_a_clear_error(tmp_path, capsys):
         (["evaluate", "--segment", "thr", "--percentile", "95"], "options of ['ttt4as'] were given but --segment has no ttt4as"),
         (["evaluate", "--segment", "thr,otsu"], "unknown or no binariser(s) ['otsu']"),
         (["evaluate", "--executor", "ray", "--workers", "2"], "--workers sizes the local executor"),
+        (["evaluate", "--executor", "ray", "--cpus-per-task", "2"], "--cpus-per-task sizes segment tasks, but the scoring actors binarise"),
+        (["evaluate", "--num-actors", "2", "--cpus-per-task", "2"], "--num-actors, --cpus-per-task apply to the Ray executor only"),
+        (["nightly", "--executor", "local", "--segment-in", "tasks"], "--segment-in apply to the Ray executor only"),
     ],
 )
 def test_a_flag_that_does_not_apply_is_refused_not_ignored(tmp_path, capsys, argv, message):
-    io = ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--no-tracking"] + (["--model", str(tmp_path)] if argv[0] == "evaluate" else [])
+    io = ["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--no-tracking"] + (["--model", str(tmp_path)] if argv[0] in ("evaluate", "nightly") else [])
     assert main([*argv, *io]) == 2
     assert message in capsys.readouterr().err

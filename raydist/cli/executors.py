@@ -19,7 +19,7 @@ def check(a: argparse.Namespace) -> None:
                 "--segment-in": None if getattr(a, "segment_in", "auto") == "auto" else a.segment_in}  # fmt: skip
     given = [flag for flag, v in ray_only.items() if v is not None]
     if a.executor == "local" and given:
-        raise ConfigError(f"{', '.join(given)} size the Ray executor; add --executor ray, or use --workers for the local one")
+        raise ConfigError(f"{', '.join(given)} apply to the Ray executor only; add --executor ray, or size the local one with --workers")
 
 
 def resources(a: argparse.Namespace):

@@ -23,6 +23,13 @@ def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema = DATASET_SC
     return pa.Table.from_pylist(list(rows), schema=schema)
 
 
+# Parquet codec per column (the rest: snappy, pyarrow's default). Organised float32 clouds barely
+# compress and are read whole for every row; LZ4 reads them ~2x faster than snappy for the same
+# size (MVTec 3D-AD clouds of the dev set: 1.27 vs 1.29 MB a row, 2.5 vs 5.2 ms to read; generated
+# 800-px clouds: 6.8 vs 6.2 MB, 19 vs 30 ms). Files written before read as they are.
+COLUMN_CODECS = {"xyz": "lz4"}
+
+
 def write_table(
     table: pa.Table,
     uri: str,
@@ -38,11 +45,14 @@ def write_table(
     fs, path = filesystem(uri, storage_options)
     fs.makedirs(path, exist_ok=True)
     part_schema = pa.schema([table.schema.field(c) for c in partition_cols])
+    fmt = ds.ParquetFileFormat()
+    codecs = {c: COLUMN_CODECS.get(c, "snappy") for c in table.column_names if c not in partition_cols}
     ds.write_dataset(
         table,
         path,
         filesystem=fs,
-        format="parquet",
+        format=fmt,
+        file_options=fmt.make_write_options(compression=codecs),
         partitioning=ds.partitioning(part_schema, flavor="hive"),
         basename_template=(basename or f"part-{uuid.uuid4().hex[:12]}") + "-{i}.parquet",
         existing_data_behavior="overwrite_or_ignore",

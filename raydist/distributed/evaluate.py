@@ -18,6 +18,7 @@ metric policy.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -273,7 +274,8 @@ def _ack(unit: Unit, summary: dict[str, Any], times: StageTimes) -> dict[str, An
 class ScoringActor:
     """Holds the encoder (on its GPU if it was given one) and an LRU of detectors; runs the score
     stage (``score_unit``), or both stages on its worker threads (``evaluate_unit``: ``threads``
-    given; started with ``max_concurrency=2`` so one unit is read and written while another scores)."""
+    given; started with :func:`units_per_actor` as its ``max_concurrency``, so units are read and
+    written while others score)."""
 
     def __init__(self, model_uri: str, data_uri: str, cfg: EvalConfig, cpus: float, storage_options=None, duplicates=None,
                  cache_mb: float = DEFAULT_CACHE_MB, threads: int | None = None):  # fmt: skip
@@ -331,7 +333,14 @@ def segment_task(unit: Unit, scored_unit: tuple[list[Scored], dict[str, float]],
     return _ack(unit, summary, times)
 
 
-UNITS_PER_ACTOR = 2  # in flight per scoring actor: one computing while the next is read (and the last written)
+def units_per_actor(threads: int | None, units: list[Unit], batch_size: int) -> int:
+    """Units in flight per scoring actor: one being read (or written) beside enough scoring to keep
+    all ``threads`` busy (a unit gives a thread per batch); a scoring-only actor scores one while
+    the next is read."""
+    if not threads or not units:
+        return 2
+    rows = sorted(u.n_rows for u in units)[len(units) // 2]
+    return 1 + math.ceil(threads / max(1, math.ceil(rows / batch_size)))
 
 
 def evaluate(
@@ -365,8 +374,9 @@ def evaluate(
     segment_nodes: dict[str, int] = {}
     if p.todo:
         threads = res.threads_per_actor if res.in_actor else None
+        per_actor = units_per_actor(threads, p.todo, cfg.batch_size)
         actors = [
-            ScoringActor.options(num_gpus=res.gpus_per_actor, num_cpus=res.cpus_per_actor, max_concurrency=UNITS_PER_ACTOR if threads else 1).remote(
+            ScoringActor.options(num_gpus=res.gpus_per_actor, num_cpus=res.cpus_per_actor, max_concurrency=per_actor if threads else 1).remote(
                 model_uri, data_uri, cfg, res.cpus_per_actor, storage_options, p.duplicates, cache_mb, threads
             )
             for _ in range(res.num_actors)
@@ -374,7 +384,7 @@ def evaluate(
         try:
             actor_nodes = _started_nodes(actors, res, stall_s)
             held = _held(actor_nodes, res)
-            limit = max_in_flight or UNITS_PER_ACTOR * len(actors)
+            limit = max_in_flight or per_actor * len(actors)
             load = [0] * len(actors)  # units each actor is reading or scoring
             pending: dict[ray.ObjectRef, tuple[Unit, int | None]] = {}  # scoring: the actor's index; written: None
             queue = list(p.todo)

@@ -38,9 +38,9 @@ def decode_row(row: dict[str, Any], prep: Preprocess, max_pixels: int = DEFAULT_
     gt = decode_mask(row.get("mask"), image_id, img.shape[:2], label=int(row.get("label") or 0), max_pixels=max_pixels)
     xyz = None
     if cloud is not None:
-        from raydist.data.decode import decode_xyz
+        from raydist.data.decode import read_xyz
 
-        raw = decode_xyz(row.get("xyz"), image_id, img.shape[:2])
+        raw = read_xyz(row.get("xyz"), image_id, img.shape[:2])
         if raw is None:
             raise InvalidPointCloudError(image_id, "row has no xyz but the model is multimodal (CFM)")
         xyz = cloud(raw, image_id)

@@ -6,6 +6,7 @@ MVTec 3D-AD (``resize == crop``). Masks go through the same geometry (nearest ne
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,9 +57,15 @@ class Preprocess:
         return self.geometry(mask.astype(np.uint8), Image.NEAREST) > 0
 
     def xyz(self, xyz: np.ndarray) -> np.ndarray:
-        """Organized cloud, nearest-neighbour resized channel by channel (no blending across holes)."""
-        chans = [self.geometry(xyz[..., i].astype(np.float32), Image.NEAREST) for i in range(3)]
-        return np.stack(chans, axis=-1)
+        """Organized cloud, nearest-neighbour resized and cropped (no blending across holes), as
+        float32: the pixels :meth:`nearest_index` picks, gathered at once. The same values as
+        resizing each channel, without a pass over the ~600k pixels an 800-px cloud drops."""
+        return np.ascontiguousarray(xyz).reshape(-1, 3)[self.nearest_index(xyz.shape[:2])].astype(np.float32, copy=False)
+
+    def nearest_index(self, shape: tuple[int, int]) -> np.ndarray:
+        """For each processed pixel, the flat index of the (H, W) input pixel that nearest-neighbour
+        :meth:`geometry` puts there (PIL resizing an image of indices; cached per shape)."""
+        return _nearest_index(self, tuple(shape))
 
     def to_tensor(self, images: list[np.ndarray]) -> torch.Tensor:
         """List of (*size, 3) uint8 -> normalised (B, 3, *size) float32."""
@@ -66,3 +73,10 @@ class Preprocess:
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return (x - mean) / std
+
+
+@functools.lru_cache(maxsize=32)
+def _nearest_index(prep: Preprocess, shape: tuple[int, int]) -> np.ndarray:
+    index = prep.geometry(np.arange(shape[0] * shape[1], dtype=np.int32).reshape(shape), Image.NEAREST).astype(np.intp)
+    index.flags.writeable = False  # shared by every caller
+    return index

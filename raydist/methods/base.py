@@ -45,7 +45,8 @@ class Detector(Protocol):
     @classmethod
     def prepare_cloud(cls, raw: np.ndarray, prep, cfg, image_id: str) -> np.ndarray:
         """Multimodal methods (``needs_xyz``): the organised cloud this method scores, from the
-        row's stored (H, W, 3) cloud, at the image's processed size (NaN = no point)."""
+        row's stored (H, W, 3) cloud (a read-only view, zeros or NaN where there is no point), at
+        the image's processed size (NaN = no point)."""
         ...
 
     def fit(self, encoder: Encoder, train: Sequence[Decoded]) -> Detector: ...
@@ -108,8 +109,10 @@ class BaseDetector:
 
     @classmethod
     def prepare_cloud(cls, raw: np.ndarray, prep, cfg, image_id: str) -> np.ndarray:
-        """The stored cloud resized and cropped like the image."""
-        return prep.xyz(raw)
+        """The stored cloud resized and cropped like the image, NaN where there is no point."""
+        from raydist.pointcloud.preprocess import clean_cloud
+
+        return clean_cloud(prep.xyz(raw), raw, image_id)
 
 
 def require(train: Sequence[Decoded]) -> None:

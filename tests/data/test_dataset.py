@@ -55,3 +55,17 @@ def test_summary_counts(tmp_path):
     s = summarize(uri)
     assert s["a"]["test"] == {"n": 3, "anomalous": 1}
     assert s["b"]["train"] == {"n": 3, "anomalous": 0}
+
+
+def test_clouds_are_written_with_lz4_the_rest_with_snappy(tmp_path):
+    import pyarrow.parquet as pq
+
+    from raydist.data.synth import SynthConfig, generate_rows
+
+    rows = generate_rows(SynthConfig(n_classes=1, n_train=2, n_val=0, n_test_good=1, n_test_bad=1, size=32, with_xyz=True))
+    write_table(rows_to_table(rows), str(tmp_path / "d"))
+    f = next((tmp_path / "d").rglob("*.parquet"))  # one file per partition
+    rg = pq.ParquetFile(f).metadata.row_group(0)
+    codecs = {rg.column(i).path_in_schema: rg.column(i).compression for i in range(rg.num_columns)}
+    assert codecs.pop("xyz") in ("LZ4", "LZ4_RAW") and set(codecs.values()) == {"SNAPPY"}
+    assert read_table(str(tmp_path / "d")).num_rows == len(rows)

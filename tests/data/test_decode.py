@@ -64,3 +64,22 @@ def test_xyz_checks():
         decode_xyz(encode_npy(np.ones((4, 5, 3), np.int32)), "x")
     with pytest.raises(InvalidPointCloudError, match="no valid point"):
         decode_xyz(encode_npy(np.full((4, 5, 3), np.nan, np.float32)), "x")
+
+
+def test_read_xyz_is_the_stored_cloud_without_a_copy():
+    from raydist.data.decode import read_xyz
+
+    cloud = np.random.default_rng(0).random((6, 7, 3)).astype(np.float32)
+    cloud[0, 0] = 0
+    data = encode_npy(cloud)
+    xyz = read_xyz(data, "x", shape=(6, 7))
+    assert np.array_equal(xyz, cloud) and not xyz.flags.writeable  # zeros kept: the method tests validity
+    assert np.array_equal(read_xyz(encode_npy(np.asfortranarray(cloud)), "x"), cloud)
+    assert read_xyz(None, "x") is None
+    with pytest.raises(ShapeMismatchError):
+        read_xyz(data, "x", shape=(7, 7))
+    with pytest.raises(InvalidPointCloudError, match="HxWx3 float"):
+        read_xyz(encode_npy(np.ones((4, 5, 3), np.int32)), "x")
+    for bad in (data[:-4], b"not an npy", data[:20]):
+        with pytest.raises(CorruptImageError, match="xyz is not a valid .npy"):
+            read_xyz(bad, "x")

@@ -116,3 +116,79 @@ def test_plane_fits_in_parallel_threads_equal_serial_ones():
         for _ in range(5):
             for got, want in zip(pool.map(lambda c: remove_plane(c, 0.005), clouds), serial, strict=True):
                 np.testing.assert_array_equal(got, want)
+
+
+def per_channel(prep, xyz):
+    """Nearest resizing channel by channel, as Preprocess.xyz did before it gathered pixels."""
+    from PIL import Image
+
+    return np.stack([prep.geometry(xyz[..., i].astype(np.float32), Image.NEAREST) for i in range(3)], axis=-1)
+
+
+@pytest.mark.parametrize("shape, resize, crop, aspect", [((800, 800), 224, 224, 1.0), ((300, 260), 256, 224, 1.0), ((1408, 512), 224, 224, 2.5),
+                                                         ((50, 40), 64, 64, 1.0)])  # fmt: skip
+def test_gathered_resize_equals_the_per_channel_resize(shape, resize, crop, aspect):
+    from raydist.features.preprocess import Preprocess
+
+    prep = Preprocess(resize, crop, aspect)
+    rng = np.random.default_rng(0)
+    xyz = rng.random((*shape, 3)).astype(np.float64)  # float64 stored: both give float32
+    xyz[rng.random(shape) < 0.2] = 0
+    xyz[rng.random(shape) < 0.1] = np.nan
+    a, b = prep.xyz(xyz), per_channel(prep, xyz)
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape == (*prep.size, 3)
+    assert np.array_equal(a, b, equal_nan=True)
+
+
+def test_plane_fit_on_the_border_ring_equals_the_masked_fit():
+    """remove_plane fits on the border's pixels picked by index; picking them with a boolean mask
+    (what it did before) gives the same points in the same order, hence the same plane."""
+    from raydist.pointcloud.preprocess import ring_index, valid_mask
+
+    xyz, _ = plane_with_bump()
+    xyz[:3, :40] = 0  # holes in the border
+    ring = np.zeros(xyz.shape[:2], bool)
+    ring[:10], ring[-10:], ring[:, :10], ring[:, -10:] = True, True, True, True
+    by_mask = xyz[ring & valid_mask(xyz)]
+    cand = xyz.reshape(-1, 3)[ring_index(xyz.shape[:2], 10)]
+    assert np.array_equal(cand[valid_mask(cand)], by_mask)
+
+
+def test_clean_cloud_and_the_default_cloud_step():
+    from raydist.features.preprocess import Preprocess
+    from raydist.methods.base import BaseDetector
+    from raydist.pointcloud.preprocess import clean_cloud
+
+    raw, _ = plane_with_bump()
+    raw[:30] = 0
+    prep = Preprocess(64, 64)
+    small = BaseDetector.prepare_cloud(raw, prep, None, "x")
+    expect = per_channel(prep, decode_xyz(encode_npy(raw), "x"))  # the stored cloud decoded whole, then resized
+    assert np.array_equal(small, expect, equal_nan=True) and np.isnan(small[:10]).all()
+    empty = np.zeros((8, 8, 3), np.float32)
+    with pytest.raises(InvalidPointCloudError, match="image_id='r'.*no valid point"):
+        clean_cloud(prep.xyz(empty), empty, "r")
+    sparse = empty.copy()
+    sparse[3, 5] = 1.0  # a point the resize drops: the cloud is not empty, its resized copy is
+    assert np.isnan(clean_cloud(np.zeros((2, 2, 3), np.float32), sparse, "r")).all()
+
+
+def test_cfm_cloud_step_on_a_stored_view_equals_the_decoded_cloud():
+    """What decode_row now hands CFM (a read-only view of the stored bytes, zeros as stored)
+    gives the cloud it got from the fully decoded one (NaN-cleaned float32 copy)."""
+    from raydist.config import ModelConfig
+    from raydist.data.decode import read_xyz
+    from raydist.features.preprocess import Preprocess
+    from raydist.methods.cfm.detector import CFMDetector
+
+    raw, _ = plane_with_bump(200)
+    raw[:5, :60] = 0
+    raw[150:160, 20:30] = np.nan
+    prep = Preprocess(64, 64)
+    data = encode_npy(raw)
+    for plane_fit in ("full", "resized"):
+        c = ModelConfig(method="cfm", resize=64, crop=64, plane_fit=plane_fit)
+        new = CFMDetector.prepare_cloud(read_xyz(data, "x"), prep, c, "x")
+        old = remove_plane(per_channel(prep, decode_xyz(data, "x")), c.plane_distance, image_id="x",
+                           fit_on=decode_xyz(data, "x") if plane_fit == "full" else None)  # fmt: skip
+        assert np.array_equal(new, old, equal_nan=True)
