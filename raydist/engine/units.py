@@ -14,6 +14,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 
 from raydist.data.dataset import open_input, partition_filter
@@ -73,10 +75,34 @@ def list_units(data_uri: str, classes=None, storage_options=None, key: str = "")
     return sorted(units, key=lambda u: (u.class_name, u.path, u.row_group))
 
 
+# per-row blobs handed on as views of the buffers Parquet was read into, not copied into bytes:
+# an 800-px cloud is 7.7 MB, and copying it cost ~4 ms a row (a third of reading it)
+VIEW_COLUMNS = ("xyz",)
+
+
 def read_unit(unit: Unit, data_uri: str, columns, storage_options=None) -> list[dict]:
+    """The unit's rows as dicts; the :data:`VIEW_COLUMNS` among ``columns`` as read-only
+    ``pyarrow.Buffer`` views (bytes-like: ``memoryview``/``np.frombuffer`` read them in place)."""
     dset = open_input(data_uri, storage_options)
     for frag in dset.get_fragments(filter=partition_filter([unit.class_name], ["test"])):
         if frag.path == unit.path:
             table = frag.subset(row_group_ids=[unit.row_group]).to_table(schema=dset.schema, columns=list(columns))
-            return table.to_pylist()
+            views = {c: binary_views(table.column(c)) for c in VIEW_COLUMNS if c in table.column_names}
+            rows = table.drop_columns(list(views)).to_pylist()
+            for c, values in views.items():
+                for row, v in zip(rows, values, strict=True):
+                    row[c] = v
+            return rows
     raise FileNotFoundError(f"{unit.path} is no longer in the dataset")
+
+
+def binary_views(column: pa.ChunkedArray) -> list[pa.Buffer | None]:
+    """Each value of a binary column as a zero-copy slice of its data buffer (None where null)."""
+    out: list[pa.Buffer | None] = []
+    for ch in column.chunks:
+        _, offsets, data = ch.buffers()
+        off = np.frombuffer(offsets, dtype=np.int64 if pa.types.is_large_binary(ch.type) else np.int32)[ch.offset : ch.offset + len(ch) + 1]
+        valid = ch.is_valid().to_numpy(zero_copy_only=False)
+        empty = pa.py_buffer(b"")
+        out += [(data.slice(int(off[i]), int(off[i + 1] - off[i])) if data is not None else empty) if valid[i] else None for i in range(len(ch))]
+    return out
