@@ -158,6 +158,9 @@ def main() -> None:
     if not (work / "model").exists():
         subprocess.run([*RAYDIST, "fit", "--data", data, "--out", model, "--no-tracking"], check=True, cwd=ROOT, capture_output=True)
     variants = a.variants.split(",")
+    from raydist.engine.units import list_units
+
+    n_units = len(list_units(data))
     print(f"data: {data} (generated textures, 3 classes, {3 * per_class} test images stored at {a.size} px); model: PatchCore, every fit default")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; {a.repeats} round(s), variants interleaved, each a fresh process\n")
 
@@ -179,7 +182,7 @@ def main() -> None:
                             "seg_share": seg / max(sum(t["stages_s"].values()), 1e-9), "workers": t["workers"], "same": same})  # fmt: skip
             print(f"  round {r} {v}: whole {whole:.1f} s, run {t['total_s']:.1f} s, metrics.json {'identical' if same else 'DIFFERS'}", flush=True)
 
-    print("\n| variant | workers | whole-process s | images/s whole (x first row) | images/s once started (x first row) | start-up s | overhead s | binarise + write share | metrics.json = local |")
+    print("\n| variant | workers | whole-process s | images/s whole (x first row) | images/s once started (x first row) | start-up s | overhead s (per unit) | binarise + write share | metrics.json = local |")
     print("|---|---|---|---|---|---|---|---|---|")
     base = None
     for v in variants:
@@ -187,8 +190,8 @@ def main() -> None:
         whole, run, n = median(rs, "whole"), median(rs, "run"), rs[0]["n"]
         base = base or (n / whole, n / run)
         print(f"| {v} | {rs[0]['workers']} | {whole:.1f} | {n / whole:.1f} ({n / whole / base[0]:.2f}x) | {n / run:.1f} ({n / run / base[1]:.2f}x) | "
-              f"{whole - run:.1f} | {median(rs, 'overhead'):.1f} | {median(rs, 'seg_share'):.0%} | {all(x['same'] for x in rs)} |")  # fmt: skip
-    print("\n(medians over rounds; 'once started' = metrics.json's timing, planning to metrics.json; start-up = imports, Ray start, before planning)")
+              f"{whole - run:.1f} | {median(rs, 'overhead'):.1f} ({1000 * median(rs, 'overhead') / n_units:.0f} ms) | {median(rs, 'seg_share'):.0%} | {all(x['same'] for x in rs)} |")  # fmt: skip
+    print(f"\n({n_units} units; medians over rounds; 'once started' = metrics.json's timing, planning to metrics.json; start-up = imports, Ray start, before planning)")
 
 
 if __name__ == "__main__":
