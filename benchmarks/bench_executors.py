@@ -4,6 +4,8 @@ Variants, each a fresh process as a user starts it, over the same archive and mo
 - ``local``: ``raydist evaluate`` (one worker thread per CPU, one shared model);
 - ``ray``: ``raydist evaluate --executor ray`` with every default (embedded local Ray; the scoring
   actors binarise their own units: one actor per CPU);
+- ``ray-node``: ``--cpus-per-actor <all CPUs>``: one actor with a worker thread per CPU, one model
+  copy (the local executor's layout inside one Ray actor);
 - ``ray-tasks``: ``--segment-in tasks`` (one scoring actor, units binarised in CPU segment tasks:
   the GPU layout, and the default before this benchmark);
 - ``ray-data``: the same stages under Ray Data instead of the hand-written scheduler: units as a
@@ -34,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RAYDIST = [sys.executable, "-m", "raydist.cli"]
-VARIANTS = ("local", "ray", "ray-tasks", "ray-data", "ray-data-2stage")
+VARIANTS = ("local", "ray", "ray-node", "ray-tasks", "ray-data", "ray-data-2stage")
 
 
 def run_ray_data(data: str, model: str, out: str, two_stage: bool) -> None:
@@ -113,7 +115,8 @@ def run_variant(variant: str, data: str, model: str, out: str) -> float:
     if variant.startswith("ray-data"):
         cmd = [sys.executable, __file__, "--ray-data-run", variant, "--data", data, "--model", model, "--out", out]
     else:
-        flags = {"local": [], "ray": ["--executor", "ray"], "ray-tasks": ["--executor", "ray", "--segment-in", "tasks"]}[variant]
+        flags = {"local": [], "ray": ["--executor", "ray"], "ray-tasks": ["--executor", "ray", "--segment-in", "tasks"],
+                 "ray-node": ["--executor", "ray", "--cpus-per-actor", str(os.cpu_count())]}[variant]  # fmt: skip
         cmd = [*RAYDIST, "evaluate", "--data", data, "--model", model, "--out", out, "--no-tracking", *flags]
     t = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
