@@ -29,6 +29,7 @@ import json
 import os
 import pickle
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -127,7 +128,7 @@ def run_variant(variant: str, data: str, model: str, out: str) -> float:
 
 
 def median(rounds: list[dict], key: str) -> float:
-    return sorted(x[key] for x in rounds)[len(rounds) // 2]
+    return statistics.median(x[key] for x in rounds)
 
 
 def comparable(metrics: dict) -> dict:
