@@ -20,7 +20,7 @@ from raydist.errors import (
     MissingMaskError,
     ShapeMismatchError,
 )
-from raydist.pointcloud.preprocess import valid_mask
+from raydist.pointcloud.preprocess import clean_cloud
 
 #: Decompression-bomb guard: 64 Mpx is ~8x an 8K frame, far above any inspection camera image
 #: we expect, yet small enough that a hostile PNG cannot exhaust a worker's memory.
@@ -109,7 +109,8 @@ NPY_HEADER_MAX = 65536 + 12  # magic, version, a 4-byte length and the longest h
 
 def read_xyz(data: bytes | memoryview | None, image_id: str, shape: tuple[int, int] | None = None) -> np.ndarray | None:
     """``.npy`` bytes (or any bytes-like view) -> the organized point cloud (H, W, 3) as stored: a
-    read-only view of the row's bytes, zeros and NaN left as they are; checked like :func:`decode_xyz`.
+    read-only view of the row's bytes, zeros and NaN left as they are; checked to be (H, W, 3) float and,
+    given ``shape``, the image's size.
 
     Why: an 800-px MVTec 3D-AD cloud is 7.7 MB, and a method keeps ~8% of its pixels (a 224-px
     resize) plus a thin border for its plane fit; copying, converting and testing every pixel of
@@ -125,30 +126,17 @@ def read_xyz(data: bytes | memoryview | None, image_id: str, shape: tuple[int, i
         xyz = np.frombuffer(data, dtype=dtype, count=math.prod(dims), offset=f.tell()).reshape(dims, order="F" if fortran else "C")
     except Exception as e:
         raise CorruptImageError(image_id, f"xyz is not a valid .npy array: {type(e).__name__}: {e}") from None
-    check_xyz(xyz, image_id, shape)
-    return xyz
-
-
-def check_xyz(xyz: np.ndarray, image_id: str, shape: tuple[int, int] | None = None) -> None:
-    """An organized cloud is (H, W, 3) float and, given ``shape``, the image's size."""
     if xyz.ndim != 3 or xyz.shape[2] != 3 or not np.issubdtype(xyz.dtype, np.floating):
         raise InvalidPointCloudError(image_id, f"xyz must be HxWx3 float, got shape {xyz.shape} dtype {xyz.dtype}")
     if shape is not None and xyz.shape[:2] != tuple(shape):
         raise ShapeMismatchError(image_id, f"xyz is {xyz.shape[1]}x{xyz.shape[0]} but image is {shape[1]}x{shape[0]}")
+    return xyz
 
 
 def decode_xyz(data: bytes | None, image_id: str, shape: tuple[int, int] | None = None) -> np.ndarray | None:
-    """``.npy`` bytes -> organized point cloud (H, W, 3) float32, NaN where there is no point.
-
-    Zeros (MVTec 3D-AD's "no point") become NaN so later stages need one test only.
+    """``.npy`` bytes -> organized point cloud (H, W, 3) float32, NaN where there is no point: the
+    :func:`read_xyz` view as a cleaned copy. Zeros (MVTec 3D-AD's "no point") become NaN so later
+    stages need one test only.
     """
-    if data is None:
-        return None
-    xyz = decode_npy(data, image_id, "xyz")
-    check_xyz(xyz, image_id, shape)
-    xyz = xyz.astype(np.float32, copy=True)
-    valid = valid_mask(xyz)
-    if not valid.any():
-        raise InvalidPointCloudError(image_id, "xyz has no valid point (all zero or NaN)")
-    xyz[~valid] = np.nan
-    return xyz
+    xyz = read_xyz(data, image_id, shape)
+    return None if xyz is None else clean_cloud(xyz, xyz, image_id)

@@ -101,8 +101,8 @@ def binary_views(column: pa.ChunkedArray) -> list[pa.Buffer | None]:
     out: list[pa.Buffer | None] = []
     for ch in column.chunks:
         _, offsets, data = ch.buffers()
+        data = data if data is not None else pa.py_buffer(b"")  # no data buffer: every value is empty or null
         off = np.frombuffer(offsets, dtype=np.int64 if pa.types.is_large_binary(ch.type) else np.int32)[ch.offset : ch.offset + len(ch) + 1]
         valid = ch.is_valid().to_numpy(zero_copy_only=False)
-        empty = pa.py_buffer(b"")
-        out += [(data.slice(int(off[i]), int(off[i + 1] - off[i])) if data is not None else empty) if valid[i] else None for i in range(len(ch))]
+        out += [data.slice(int(off[i]), int(off[i + 1] - off[i])) if valid[i] else None for i in range(len(ch))]
     return out
