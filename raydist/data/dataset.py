@@ -30,6 +30,14 @@ def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema = DATASET_SC
 COLUMN_CODECS = {"xyz": "lz4"}
 
 
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth dictionary-encoding: all but the binary payloads (images, masks, clouds,
+    maps), whose values are unique per row. pyarrow tries a dictionary first by default and falls
+    back to plain after a 1 MB dictionary page, and a reader then decodes that page into a copy:
+    generated 800-px 3D rows read in 7-8 ms instead of 13-34 ms a row without it."""
+    return [f.name for f in schema if not (pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type))]
+
+
 def write_table(
     table: pa.Table,
     uri: str,
@@ -52,7 +60,7 @@ def write_table(
         path,
         filesystem=fs,
         format=fmt,
-        file_options=fmt.make_write_options(compression=codecs),
+        file_options=fmt.make_write_options(compression=codecs, use_dictionary=dictionary_columns(table.schema)),
         partitioning=ds.partitioning(part_schema, flavor="hive"),
         basename_template=(basename or f"part-{uuid.uuid4().hex[:12]}") + "-{i}.parquet",
         existing_data_behavior="overwrite_or_ignore",

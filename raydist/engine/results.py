@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from raydist.data.dataset import dictionary_columns
 from raydist.methods import Detector
 from raydist.metrics.report import to_jsonable
 from raydist.metrics.summary import report_from_summaries
@@ -32,7 +33,8 @@ def results_uri(out_uri: str) -> str:
 
 def write_unit(out_uri: str, uid: str, class_name: str, table: pa.Table, summary: dict[str, Any], storage_options=None) -> None:
     buf = io.BytesIO()
-    pq.write_table(table.drop_columns(["class_name"]), buf)
+    table = table.drop_columns(["class_name"])
+    pq.write_table(table, buf, use_dictionary=dictionary_columns(table.schema))
     write_bytes(join(results_uri(out_uri), f"class_name={class_name}", f"part-{uid}.parquet"), buf.getvalue(), storage_options)
     write_bytes(join(out_uri, "_parts", f"{uid}.json"), json.dumps(summary).encode(), storage_options)  # last: the unit is done
 

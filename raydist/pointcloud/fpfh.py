@@ -8,7 +8,9 @@ Python threads (the caller's torch thread budget, so executors keep their thread
 1. neighbours: the ``max_nn`` nearest points within ``radius`` (exact: a 3D voxel hash of cell
    size >= radius, all 27 cells scanned, then a quickselect), as open3d's hybrid k-d tree search;
 2. SPFH: the (alpha, phi, theta) pair features of each point with each neighbour, 11 bins each,
-   each histogram summing to 100 (open3d's ``ComputeSPFHFeature``);
+   each histogram summing to 100 (open3d's ``ComputeSPFHFeature``); a pair in both points'
+   neighbourhoods is computed once for both (its features do not depend on which end is first,
+   but for an exact tie, handled), as bin counts that become open3d's floats at the end;
 3. FPFH: a point's SPFH plus its neighbours' SPFH weighted by 1 / squared distance and
    re-normalised to 100 per histogram (open3d's ``ComputeFPFHFeature``: it weighs by the squared
    distance its k-d tree returns, not by the distance of the paper).
@@ -61,11 +63,10 @@ def _nearest_within(d, j, r2, max_nn, dbuf, jbuf) -> int:  # pragma: no cover - 
     keep the ``max_nn`` smallest (in no order) and return how many: open3d's hybrid search
     (its k nearest, then a strict radius cut)."""
     m = 0
-    for u in range(len(d)):
-        if d[u] < r2:
-            dbuf[m] = d[u]
-            jbuf[m] = j[u]
-            m += 1
+    for u in range(len(d)):  # branch-free: written always, kept by advancing m (a quarter pass)
+        dbuf[m] = d[u]
+        jbuf[m] = j[u]
+        m += d[u] < r2
     if m > max_nn:
         _nth_smallest(dbuf, jbuf, m, max_nn)
         m = max_nn
@@ -267,12 +268,9 @@ def _angle_bin(y: float, x: float) -> int:
     a = min(ax, ay) / max(ax, ay)
     s = a * a
     r = a * (0.9998660 + s * (-0.3302995 + s * (0.1801410 + s * (-0.0851330 + s * 0.0208351))))
-    if ay > ax:
-        r = 0.5 * math.pi - r
-    if x < 0.0:
-        r = math.pi - r
-    if y < 0.0:
-        r = -r
+    r = 0.5 * math.pi - r if ay > ax else r  # selects: the octant is unpredictable
+    r = math.pi - r if x < 0.0 else r
+    r = -r if y < 0.0 else r
     t = BINS * (r + math.pi) / (2.0 * math.pi)
     h = math.floor(t)
     if t - h < 3e-4 or t - h > 1.0 - 3e-4:
@@ -281,48 +279,91 @@ def _angle_bin(y: float, x: float) -> int:
 
 
 @njit(nogil=True, cache=True)
-def _spfh(lo, hi, pts, nrm, idx, cnt, out):  # pragma: no cover - compiled
-    """Each point's three 11-bin histograms of its pair features, each summing to 100."""
+def _pair_bins(pts, nrm, i, q):  # pragma: no cover - compiled
+    """The (theta, alpha, phi) bins of the pair (p with normal a, q with normal b), open3d's
+    ``ComputePairFeatures`` with p as its first point, and whether the source choice was a tie
+    (|cos| equal at both ends: only then does swapping p and q change the features)."""
+    dx, dy, dz = pts[q, 0] - pts[i, 0], pts[q, 1] - pts[i, 1], pts[q, 2] - pts[i, 2]
+    ax, ay, az, bx, by, bz = nrm[i, 0], nrm[i, 1], nrm[i, 2], nrm[q, 0], nrm[q, 1], nrm[q, 2]
+    dist = math.sqrt(dx * dx + dy * dy + dz * dz)
+    sin_t, cos_t, alpha, phi, tie = 0.0, 1.0, 0.0, 0.0, False  # open3d's zero features (theta = 0) for coincident points
+    if dist > 0.0:
+        inv = 1.0 / dist
+        c1 = (ax * dx + ay * dy + az * dz) * inv
+        c2 = (bx * dx + by * dy + bz * dz) * inv
+        tie = abs(c1) == abs(c2)
+        # source = the point whose normal is closer to the connecting line (acos is decreasing);
+        # written as selects, not a branch: the choice is a coin flip the CPU cannot predict
+        swap = abs(c1) < abs(c2)
+        ux, uy, uz = (bx, by, bz) if swap else (ax, ay, az)
+        wx, wy, wz = (ax, ay, az) if swap else (bx, by, bz)
+        sign = -1.0 if swap else 1.0
+        dx, dy, dz = sign * dx, sign * dy, sign * dz
+        phi = -c2 if swap else c1
+        vx, vy, vz = dy * uz - dz * uy, dz * ux - dx * uz, dx * uy - dy * ux
+        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
+        if vn > 0.0:
+            inv = 1.0 / vn
+            vx, vy, vz = vx * inv, vy * inv, vz * inv
+            sx, sy, sz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+            alpha = vx * wx + vy * wy + vz * wz
+            sin_t, cos_t = sx * wx + sy * wy + sz * wz, ux * wx + uy * wy + uz * wz
+        else:
+            phi = 0.0
+    return _angle_bin(sin_t, cos_t), BINS + _bin(alpha, -1.0, 2.0), 2 * BINS + _bin(phi, -1.0, 2.0), tie
+
+
+@njit(nogil=True, cache=True)
+def _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts):  # pragma: no cover - compiled
+    """How many of each point's pairs fall in each bin, for points lo..hi.
+
+    A pair's features are the same seen from either end (open3d picks the source by the normals,
+    not by the order), so a pair of two points in this range whose neighbourhoods both hold all
+    points within the radius (fewer than ``max_nn``: then each is in the other's) is computed
+    once and counted for both; every other pair from each end. Only rows lo..hi are written."""
+    todo = np.empty(max_nn, dtype=np.int64)
+    both = np.empty(max_nn, dtype=np.int64)
+    for i in range(lo, hi):
+        m = cnt[i]
+        if m <= 1:
+            continue
+        whole_i = int(m < max_nn)
+        k = 0
+        for t in range(m):  # the pairs to compute, gathered branch-free (which are is a coin flip)
+            q = idx[i, t]
+            shared = whole_i * int(lo <= q) * int(q < hi) * int(cnt[q] < max_nn)
+            todo[k], both[k] = q, shared
+            k += int(q != i) * (1 - shared * int(q < i))  # q < i: counted from q's end
+        for u in range(k):
+            q = todo[u]
+            b0, b1, b2, tie = _pair_bins(pts, nrm, i, q)
+            counts[i, b0] += 1
+            counts[i, b1] += 1
+            counts[i, b2] += 1
+            if both[u]:
+                if tie:
+                    b0, b1, b2, tie = _pair_bins(pts, nrm, q, i)
+                counts[q, b0] += 1
+                counts[q, b1] += 1
+                counts[q, b2] += 1
+
+
+@njit(nogil=True, cache=True)
+def _spfh(lo, hi, pts, nrm, idx, cnt, max_nn, counts, out):  # pragma: no cover - compiled
+    """Each point's three 11-bin histograms of its pair features, each summing to 100: the bin
+    counts, then 100 / (neighbours) added once per pair in the bin, as open3d accumulates them
+    (repeated addition of one value: the same floats whatever order the pairs came in)."""
+    _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts)
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
             continue
         inc = 100.0 / (m - 1)
-        px, py, pz = pts[i, 0], pts[i, 1], pts[i, 2]
-        ax, ay, az = nrm[i, 0], nrm[i, 1], nrm[i, 2]
-        for t in range(m):
-            q = idx[i, t]
-            if q == i:
-                continue
-            dx, dy, dz = pts[q, 0] - px, pts[q, 1] - py, pts[q, 2] - pz
-            bx, by, bz = nrm[q, 0], nrm[q, 1], nrm[q, 2]
-            dist = math.sqrt(dx * dx + dy * dy + dz * dz)
-            sin_t, cos_t, alpha, phi = 0.0, 1.0, 0.0, 0.0  # open3d's zero features (theta = 0) for coincident points
-            if dist > 0.0:
-                inv = 1.0 / dist
-                c1 = (ax * dx + ay * dy + az * dz) * inv
-                c2 = (bx * dx + by * dy + bz * dz) * inv
-                # source = the point whose normal is closer to the connecting line (acos is decreasing)
-                if abs(c1) < abs(c2):
-                    ux, uy, uz, wx, wy, wz = bx, by, bz, ax, ay, az
-                    dx, dy, dz = -dx, -dy, -dz
-                    phi = -c2
-                else:
-                    ux, uy, uz, wx, wy, wz = ax, ay, az, bx, by, bz
-                    phi = c1
-                vx, vy, vz = dy * uz - dz * uy, dz * ux - dx * uz, dx * uy - dy * ux
-                vn = math.sqrt(vx * vx + vy * vy + vz * vz)
-                if vn > 0.0:
-                    inv = 1.0 / vn
-                    vx, vy, vz = vx * inv, vy * inv, vz * inv
-                    sx, sy, sz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-                    alpha = vx * wx + vy * wy + vz * wz
-                    sin_t, cos_t = sx * wx + sy * wy + sz * wz, ux * wx + uy * wy + uz * wz
-                else:
-                    phi = 0.0
-            out[i, _angle_bin(sin_t, cos_t)] += inc
-            out[i, BINS + _bin(alpha, -1.0, 2.0)] += inc
-            out[i, 2 * BINS + _bin(phi, -1.0, 2.0)] += inc
+        for c in range(DIM):
+            s = 0.0
+            for _ in range(counts[i, c]):
+                s += inc
+            out[i, c] = s
 
 
 @njit(nogil=True, cache=True)
@@ -410,7 +451,7 @@ def fpfh(pts: np.ndarray, normals: np.ndarray, radius: float, max_nn: int = 100,
 def _histograms(pts, normals, idx, d2, cnt, threads: int) -> np.ndarray:
     n = len(pts)
     spfh = np.zeros((n, DIM))
-    _split(_spfh, n, threads, pts, normals, idx, cnt, spfh)
+    _split(_spfh, n, threads, pts, normals, idx, cnt, idx.shape[1], np.zeros((n, DIM), dtype=np.int32), spfh)
     out = np.zeros((n, DIM))
     _split(_fpfh, n, threads, spfh, idx, d2, cnt, out)
     return out

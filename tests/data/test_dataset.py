@@ -57,7 +57,7 @@ def test_summary_counts(tmp_path):
     assert s["b"]["train"] == {"n": 3, "anomalous": 0}
 
 
-def test_clouds_are_written_with_lz4_the_rest_with_snappy(tmp_path):
+def test_clouds_are_written_with_lz4_the_rest_with_snappy_payloads_without_dictionary(tmp_path):
     import pyarrow.parquet as pq
 
     from raydist.data.synth import SynthConfig, generate_rows
@@ -68,4 +68,7 @@ def test_clouds_are_written_with_lz4_the_rest_with_snappy(tmp_path):
     rg = pq.ParquetFile(f).metadata.row_group(0)
     codecs = {rg.column(i).path_in_schema: rg.column(i).compression for i in range(rg.num_columns)}
     assert codecs.pop("xyz") in ("LZ4", "LZ4_RAW") and set(codecs.values()) == {"SNAPPY"}
+    # payloads (unique per row) are never dictionary-encoded; the small columns are
+    dictionary = {rg.column(i).path_in_schema: "RLE_DICTIONARY" in rg.column(i).encodings for i in range(rg.num_columns)}
+    assert dictionary == {"image_id": True, "label": True, "defect_type": True, "image": False, "mask": False, "xyz": False, "height": True, "width": True}
     assert read_table(str(tmp_path / "d")).num_rows == len(rows)

@@ -79,6 +79,49 @@ def test_fpfh_the_same_on_any_thread_count():
     np.testing.assert_array_equal(one, fpfh(pts, normals, radius, 100, threads=3))
 
 
+def spfh_from_each_end(pts, normals, idx, cnt) -> np.ndarray:
+    """SPFH as open3d computes it: every pair from its own point's end, 100 / (neighbours) added
+    per pair (the reference for the kernel that computes a shared pair once)."""
+    from raydist.pointcloud.fpfh import DIM, _pair_bins
+
+    out = np.zeros((len(pts), DIM))
+    for i in range(len(pts)):
+        if cnt[i] <= 1:
+            continue
+        inc = 100.0 / (cnt[i] - 1)
+        for q in idx[i, : cnt[i]]:
+            if q != i:
+                for b in _pair_bins(pts, normals, i, q)[:3]:
+                    out[i, b] += inc
+    return out
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_spfh_shared_pairs_equal_each_end(threads):
+    """Pairs within both neighbourhoods are computed once: the same floats as from each end,
+    with neighbourhoods cut at max_nn (not mutual), duplicates, exact ties (a flat grid, where
+    |cos| is equal at both ends) and points split over threads."""
+    from raydist.pointcloud.fpfh import DIM, _pair_bins, _spfh
+
+    rng = np.random.default_rng(1)
+    grid = np.stack(np.meshgrid(np.arange(12.0), np.arange(12.0)), -1).reshape(-1, 2) * 0.01
+    flat = np.c_[grid, np.zeros(len(grid))]
+    blob = rng.normal(scale=0.02, size=(300, 3)) + [0.3, 0.3, 0.0]  # dense: many capped at max_nn
+    pts = np.r_[flat, flat[:5], blob]
+    # the grid's normals all alike and tilted: |cos| ties at both ends with cos of one sign, the
+    # one case where the features depend on which end is first
+    normals = np.r_[np.tile([0.6, 0.0, 0.8], (len(flat) + 5, 1)), rng.normal(size=(300, 3))]
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    idx, _, cnt = radius_neighbours(pts, 0.025, 40, threads=threads)
+    assert 0 < (cnt == 40).sum() < (cnt > 1).sum()  # some neighbourhoods cut, most whole
+    assert _pair_bins(pts, normals, 0, 1)[:3] != _pair_bins(pts, normals, 1, 0)[:3]
+    out = np.zeros((len(pts), DIM))
+    bounds = np.linspace(0, len(pts), threads + 1).astype(int)
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):  # the kernel per thread range, as _split runs it
+        _spfh(lo, hi, pts, normals, idx, cnt, 40, np.zeros((len(pts), DIM), dtype=np.int32), out)
+    np.testing.assert_array_equal(out, spfh_from_each_end(pts, normals, idx, cnt))
+
+
 @pytest.mark.parametrize("max_nn", [5, 40, 1000])
 def test_neighbours_are_the_nearest_within_the_radius(max_nn):
     rng = np.random.default_rng(0)
