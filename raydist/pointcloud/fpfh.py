@@ -29,6 +29,7 @@ from numba import njit
 
 BINS = 11
 DIM = 3 * BINS
+_ROW = 36  # SPFH rows padded to a multiple of 4 doubles (zeros), so FPFH's weighted row sums vectorise
 _MAX_CELLS_PER_AXIS = 1 << 20  # keeps the voxel keys inside int64 whatever the cloud's extent
 
 
@@ -313,6 +314,55 @@ def _pair_bins(pts, nrm, i, q):  # pragma: no cover - compiled
     return _angle_bin(sin_t, cos_t), BINS + _bin(alpha, -1.0, 2.0), 2 * BINS + _bin(phi, -1.0, 2.0), tie
 
 
+@njit(nogil=True, cache=True, error_model="numpy")
+def _pair_bins_many(p, a, qx, qy, qz, bx, by, bz, k, b0, b1, b2, exact, zero, tie):  # pragma: no cover - compiled
+    """:func:`_pair_bins` for the pairs (p, q[u]), u < k, written without branches so that the
+    compiler vectorises it (numpy's error model: a zero distance gives inf instead of raising,
+    and is selected away; one array per coordinate, which the vectoriser needs). ``exact[u]``:
+    theta's bin must come from atan2 (``_angle_bin``'s rule); ``zero[u]``: open3d's zero features."""
+    px, py, pz, ax, ay, az = p[0], p[1], p[2], a[0], a[1], a[2]
+    for u in range(k):
+        dx, dy, dz = qx[u] - px, qy[u] - py, qz[u] - pz
+        nx, ny, nz = bx[u], by[u], bz[u]
+        dist = math.sqrt(dx * dx + dy * dy + dz * dz)
+        inv = 1.0 / dist
+        c1 = (ax * dx + ay * dy + az * dz) * inv
+        c2 = (nx * dx + ny * dy + nz * dz) * inv
+        swap = abs(c1) < abs(c2)
+        tie[u] = (abs(c1) == abs(c2)) & (dist > 0.0)
+        ux, uy, uz = (nx if swap else ax), (ny if swap else ay), (nz if swap else az)
+        wx, wy, wz = (ax if swap else nx), (ay if swap else ny), (az if swap else nz)
+        sign = -1.0 if swap else 1.0
+        dx, dy, dz = sign * dx, sign * dy, sign * dz
+        phi = -c2 if swap else c1
+        vx, vy, vz = dy * uz - dz * uy, dz * ux - dx * uz, dx * uy - dy * ux
+        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
+        inv = 1.0 / vn
+        vx, vy, vz = vx * inv, vy * inv, vz * inv
+        sx, sy, sz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+        ok = (dist > 0.0) & (vn > 0.0)  # else open3d's zero features (theta = 0)
+        alpha = (vx * wx + vy * wy + vz * wz) if ok else 0.0
+        y = (sx * wx + sy * wy + sz * wz) if ok else 0.0
+        x = (ux * wx + uy * wy + uz * wz) if ok else 1.0
+        phi = phi if ok else 0.0
+        # _angle_bin(y, x), its polynomial part
+        fx, fy = abs(x), abs(y)
+        r = min(fx, fy) / max(fx, fy)
+        s = r * r
+        r = r * (0.9998660 + s * (-0.3302995 + s * (0.1801410 + s * (-0.0851330 + s * 0.0208351))))
+        r = 0.5 * math.pi - r if fy > fx else r
+        r = math.pi - r if x < 0.0 else r
+        r = -r if y < 0.0 else r
+        t = BINS * (r + math.pi) / (2.0 * math.pi)
+        h = math.floor(t)
+        ex = (fx == 0.0) | (fy == 0.0) | (t - h < 3e-4) | (t - h > 1.0 - 3e-4)
+        exact[u] = ex
+        zero[u] = not ok
+        b0[u] = min(max(int(0.0 if ex else h), 0), BINS - 1)
+        b1[u] = BINS + min(max(int(math.floor(BINS * (alpha + 1.0) / 2.0)), 0), BINS - 1)
+        b2[u] = 2 * BINS + min(max(int(math.floor(BINS * (phi + 1.0) / 2.0)), 0), BINS - 1)
+
+
 @njit(nogil=True, cache=True)
 def _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts):  # pragma: no cover - compiled
     """How many of each point's pairs fall in each bin, for points lo..hi.
@@ -323,6 +373,9 @@ def _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts):  # pragma: no cove
     once and counted for both; every other pair from each end. Only rows lo..hi are written."""
     todo = np.empty(max_nn, dtype=np.int64)
     both = np.empty(max_nn, dtype=np.int64)
+    qx, qy, qz, bx, by, bz = np.empty(max_nn), np.empty(max_nn), np.empty(max_nn), np.empty(max_nn), np.empty(max_nn), np.empty(max_nn)
+    b0s, b1s, b2s = np.empty(max_nn, dtype=np.int64), np.empty(max_nn, dtype=np.int64), np.empty(max_nn, dtype=np.int64)
+    exact, zero, tie = np.empty(max_nn, dtype=np.bool_), np.empty(max_nn, dtype=np.bool_), np.empty(max_nn, dtype=np.bool_)
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
@@ -330,62 +383,74 @@ def _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts):  # pragma: no cove
         whole_i = int(m < max_nn)
         k = 0
         for t in range(m):  # the pairs to compute, gathered branch-free (which are is a coin flip)
-            q = idx[i, t]
-            shared = whole_i * int(lo <= q) * int(q < hi) * int(cnt[q] < max_nn)
-            todo[k], both[k] = q, shared
-            k += int(q != i) * (1 - shared * int(q < i))  # q < i: counted from q's end
+            j = idx[i, t]
+            shared = whole_i * int(lo <= j) * int(j < hi) * int(cnt[j] < max_nn)
+            todo[k], both[k] = j, shared
+            k += int(j != i) * (1 - shared * int(j < i))  # j < i: counted from j's end
         for u in range(k):
-            q = todo[u]
-            b0, b1, b2, tie = _pair_bins(pts, nrm, i, q)
+            j = todo[u]
+            qx[u], qy[u], qz[u] = pts[j, 0], pts[j, 1], pts[j, 2]
+            bx[u], by[u], bz[u] = nrm[j, 0], nrm[j, 1], nrm[j, 2]
+        _pair_bins_many(pts[i], nrm[i], qx, qy, qz, bx, by, bz, k, b0s, b1s, b2s, exact, zero, tie)
+        for u in range(k):
+            j = todo[u]
+            b0, b1, b2 = b0s[u], b1s[u], b2s[u]
+            if exact[u]:  # theta near a bin edge (or zero): atan2 decides
+                b0 = _angle_bin(0.0, 1.0) if zero[u] else _pair_bins(pts, nrm, i, j)[0]
             counts[i, b0] += 1
             counts[i, b1] += 1
             counts[i, b2] += 1
             if both[u]:
-                if tie:
-                    b0, b1, b2, tie = _pair_bins(pts, nrm, q, i)
-                counts[q, b0] += 1
-                counts[q, b1] += 1
-                counts[q, b2] += 1
+                if tie[u]:
+                    b0, b1, b2, _ = _pair_bins(pts, nrm, j, i)
+                counts[j, b0] += 1
+                counts[j, b1] += 1
+                counts[j, b2] += 1
 
 
 @njit(nogil=True, cache=True)
 def _spfh(lo, hi, pts, nrm, idx, cnt, max_nn, counts, out):  # pragma: no cover - compiled
     """Each point's three 11-bin histograms of its pair features, each summing to 100: the bin
     counts, then 100 / (neighbours) added once per pair in the bin, as open3d accumulates them
-    (repeated addition of one value: the same floats whatever order the pairs came in)."""
+    (repeated addition of one value: the same floats whatever order the pairs came in; the
+    k-fold sums are tabulated once per point)."""
     _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts)
+    sums = np.empty(idx.shape[1] + 1)
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
             continue
         inc = 100.0 / (m - 1)
+        sums[0] = 0.0
+        for k in range(1, m):  # no bin holds more than the m - 1 pairs
+            sums[k] = sums[k - 1] + inc
         for c in range(DIM):
-            s = 0.0
-            for _ in range(counts[i, c]):
-                s += inc
-            out[i, c] = s
+            out[i, c] = sums[counts[i, c]]
 
 
 @njit(nogil=True, cache=True)
 def _fpfh(lo, hi, spfh, idx, d2, cnt, out):  # pragma: no cover - compiled
-    """SPFH + the neighbours' SPFH weighted by 1 / squared distance, re-normalised to 100 each."""
+    """SPFH + the neighbours' SPFH weighted by 1 / squared distance, re-normalised to 100 each.
+    ``spfh`` rows are padded to :data:`_ROW` (zeros): a whole-row loop the compiler vectorises."""
+    acc = np.empty(spfh.shape[1])
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
             continue
+        acc[:] = 0.0
         for t in range(m):
             if d2[i, t] == 0.0:  # the point itself and exact duplicates
                 continue
             q, w = idx[i, t], 1.0 / d2[i, t]
-            for c in range(DIM):
-                out[i, c] += spfh[q, c] * w
+            for c in range(spfh.shape[1]):
+                acc[c] += spfh[q, c] * w
         for h in range(3):
             s = 0.0
             for c in range(h * BINS, (h + 1) * BINS):
-                s += out[i, c]
+                s += acc[c]
             s = 100.0 / s if s != 0.0 else 0.0
             for c in range(h * BINS, (h + 1) * BINS):
-                out[i, c] = out[i, c] * s + spfh[i, c]
+                out[i, c] = acc[c] * s + spfh[i, c]
 
 
 def _split(kernel, n: int, threads: int, *args) -> None:
@@ -450,7 +515,7 @@ def fpfh(pts: np.ndarray, normals: np.ndarray, radius: float, max_nn: int = 100,
 
 def _histograms(pts, normals, idx, d2, cnt, threads: int) -> np.ndarray:
     n = len(pts)
-    spfh = np.zeros((n, DIM))
+    spfh = np.zeros((n, _ROW))
     _split(_spfh, n, threads, pts, normals, idx, cnt, idx.shape[1], np.zeros((n, DIM), dtype=np.int32), spfh)
     out = np.zeros((n, DIM))
     _split(_fpfh, n, threads, spfh, idx, d2, cnt, out)
