@@ -192,3 +192,27 @@ def test_cfm_cloud_step_on_a_stored_view_equals_the_decoded_cloud():
         old = remove_plane(per_channel(prep, decode_xyz(data, "x")), c.plane_distance, image_id="x",
                            fit_on=decode_xyz(data, "x") if plane_fit == "full" else None)  # fmt: skip
         assert np.array_equal(new, old, equal_nan=True)
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_point_features_projected_and_pooled_per_cell(smooth):
+    """to_image puts each point's features on its pixel (3x3-averaged over valid neighbours when
+    smoothed); pool_to_grid averages each cell's valid pixels, the same floats whatever the image's
+    memory layout (to_image's is channels-last), and equal to a plain per-cell mean."""
+    from raydist.pointcloud.projection import pool_to_grid, to_image
+
+    rng = np.random.default_rng(0)
+    valid = rng.random((32, 48)) < 0.7
+    feats = torch.from_numpy(rng.random((int(valid.sum()), 5)).astype(np.float32))
+    img = to_image(valid, feats, smooth=smooth)
+    assert img.shape == (5, 32, 48) and not img[:, ~torch.from_numpy(valid)].any()
+    if not smooth:
+        torch.testing.assert_close(img[:, torch.from_numpy(valid)].T, feats, rtol=0, atol=0)
+    pooled, frac = pool_to_grid(img, valid, (4, 6))
+    again, _ = pool_to_grid(img.contiguous(), valid, (4, 6))
+    assert torch.equal(pooled, again)
+    cells = img.numpy().reshape(5, 4, 8, 6, 8)
+    vcells = valid.reshape(4, 8, 6, 8)
+    ref = cells.sum((2, 4)) / np.maximum(vcells.sum((1, 3)), 1e-6 * 64)
+    np.testing.assert_allclose(pooled.numpy(), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(frac.numpy(), vcells.mean((1, 3)), rtol=1e-6)
