@@ -281,9 +281,9 @@ def _angle_bin(y: float, x: float) -> int:
 
 @njit(nogil=True, cache=True)
 def _pair_bins(pts, nrm, i, q):  # pragma: no cover - compiled
-    """The (theta, alpha, phi) bins of the pair (p with normal a, q with normal b), open3d's
-    ``ComputePairFeatures`` with p as its first point, and whether the source choice was a tie
-    (|cos| equal at both ends: only then does swapping p and q change the features)."""
+    """The (theta, alpha, phi) bins of the pair (point i, point q), open3d's
+    ``ComputePairFeatures`` with i as its first point, and whether the source choice was a tie
+    (|cos| equal at both ends: only then does swapping i and q change the features)."""
     dx, dy, dz = pts[q, 0] - pts[i, 0], pts[q, 1] - pts[i, 1], pts[q, 2] - pts[i, 2]
     ax, ay, az, bx, by, bz = nrm[i, 0], nrm[i, 1], nrm[i, 2], nrm[q, 0], nrm[q, 1], nrm[q, 2]
     dist = math.sqrt(dx * dx + dy * dy + dz * dz)
@@ -293,8 +293,7 @@ def _pair_bins(pts, nrm, i, q):  # pragma: no cover - compiled
         c1 = (ax * dx + ay * dy + az * dz) * inv
         c2 = (bx * dx + by * dy + bz * dz) * inv
         tie = abs(c1) == abs(c2)
-        # source = the point whose normal is closer to the connecting line (acos is decreasing);
-        # written as selects, not a branch: the choice is a coin flip the CPU cannot predict
+        # source = the point whose normal is closer to the connecting line (acos is decreasing)
         swap = abs(c1) < abs(c2)
         ux, uy, uz = (bx, by, bz) if swap else (ax, ay, az)
         wx, wy, wz = (ax, ay, az) if swap else (bx, by, bz)
@@ -382,7 +381,7 @@ def _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts):  # pragma: no cove
             continue
         whole_i = int(m < max_nn)
         k = 0
-        for t in range(m):  # the pairs to compute, gathered branch-free (which are is a coin flip)
+        for t in range(m):  # the pairs to compute, gathered branch-free (which ones is a coin flip)
             j = idx[i, t]
             shared = whole_i * int(lo <= j) * int(j < hi) * int(cnt[j] < max_nn)
             todo[k], both[k] = j, shared
