@@ -258,106 +258,83 @@ def _bin(x: float, lo: float, width: float) -> int:
     return min(max(h, 0), BINS - 1)
 
 
-@njit(nogil=True, cache=True)
-def _angle_bin(y: float, x: float) -> int:
-    """``_bin(atan2(y, x), -pi, 2 pi)``, with atan2 (half of SPFH's time) replaced by a polynomial
-    (Abramowitz & Stegun 4.4.49, error <= 1e-5 rad) wherever that is at least 1.7e-4 rad from a bin
-    edge; closer, and for zero y or x, the exact atan2 decides, so the bin is always atan2's."""
-    ax, ay = abs(x), abs(y)
-    if ax == 0.0 or ay == 0.0:
-        return _bin(math.atan2(y, x), -math.pi, 2.0 * math.pi)
-    a = min(ax, ay) / max(ax, ay)
-    s = a * a
-    r = a * (0.9998660 + s * (-0.3302995 + s * (0.1801410 + s * (-0.0851330 + s * 0.0208351))))
-    r = 0.5 * math.pi - r if ay > ax else r  # selects: the octant is unpredictable
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _angle_polynomial(y: float, x: float) -> tuple[int, bool]:  # pragma: no cover - compiled
+    """``_bin(atan2(y, x), -pi, 2 pi)`` from a polynomial (Abramowitz & Stegun 4.4.49, error
+    <= 1e-5 rad), and whether that may be wrong: within 1.7e-4 rad of a bin edge, or y or x zero
+    (then the bin returned is 0 and atan2 must decide). Branch-free (the octant is unpredictable;
+    numpy's error model: 0 / 0 gives NaN, flagged, instead of raising)."""
+    fx, fy = abs(x), abs(y)
+    r = min(fx, fy) / max(fx, fy)
+    s = r * r
+    r = r * (0.9998660 + s * (-0.3302995 + s * (0.1801410 + s * (-0.0851330 + s * 0.0208351))))
+    r = 0.5 * math.pi - r if fy > fx else r
     r = math.pi - r if x < 0.0 else r
     r = -r if y < 0.0 else r
     t = BINS * (r + math.pi) / (2.0 * math.pi)
     h = math.floor(t)
-    if t - h < 3e-4 or t - h > 1.0 - 3e-4:
-        return _bin(math.atan2(y, x), -math.pi, 2.0 * math.pi)
-    return min(max(int(h), 0), BINS - 1)
-
-
-@njit(nogil=True, cache=True)
-def _pair_bins(pts, nrm, i, q):  # pragma: no cover - compiled
-    """The (theta, alpha, phi) bins of the pair (point i, point q), open3d's
-    ``ComputePairFeatures`` with i as its first point, and whether the source choice was a tie
-    (|cos| equal at both ends: only then does swapping i and q change the features)."""
-    dx, dy, dz = pts[q, 0] - pts[i, 0], pts[q, 1] - pts[i, 1], pts[q, 2] - pts[i, 2]
-    ax, ay, az, bx, by, bz = nrm[i, 0], nrm[i, 1], nrm[i, 2], nrm[q, 0], nrm[q, 1], nrm[q, 2]
-    dist = math.sqrt(dx * dx + dy * dy + dz * dz)
-    sin_t, cos_t, alpha, phi, tie = 0.0, 1.0, 0.0, 0.0, False  # open3d's zero features (theta = 0) for coincident points
-    if dist > 0.0:
-        inv = 1.0 / dist
-        c1 = (ax * dx + ay * dy + az * dz) * inv
-        c2 = (bx * dx + by * dy + bz * dz) * inv
-        tie = abs(c1) == abs(c2)
-        # source = the point whose normal is closer to the connecting line (acos is decreasing)
-        swap = abs(c1) < abs(c2)
-        ux, uy, uz = (bx, by, bz) if swap else (ax, ay, az)
-        wx, wy, wz = (ax, ay, az) if swap else (bx, by, bz)
-        sign = -1.0 if swap else 1.0
-        dx, dy, dz = sign * dx, sign * dy, sign * dz
-        phi = -c2 if swap else c1
-        vx, vy, vz = dy * uz - dz * uy, dz * ux - dx * uz, dx * uy - dy * ux
-        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
-        if vn > 0.0:
-            inv = 1.0 / vn
-            vx, vy, vz = vx * inv, vy * inv, vz * inv
-            sx, sy, sz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-            alpha = vx * wx + vy * wy + vz * wz
-            sin_t, cos_t = sx * wx + sy * wy + sz * wz, ux * wx + uy * wy + uz * wz
-        else:
-            phi = 0.0
-    return _angle_bin(sin_t, cos_t), BINS + _bin(alpha, -1.0, 2.0), 2 * BINS + _bin(phi, -1.0, 2.0), tie
+    exact = (fx == 0.0) | (fy == 0.0) | (t - h < 3e-4) | (t - h > 1.0 - 3e-4)
+    return min(max(int(0.0 if exact else h), 0), BINS - 1), exact
 
 
 @njit(nogil=True, cache=True, error_model="numpy")
-def _pair_bins_many(p, a, qx, qy, qz, bx, by, bz, k, b0, b1, b2, exact, zero, tie):  # pragma: no cover - compiled
-    """:func:`_pair_bins` for the pairs (p, q[u]), u < k, written without branches so that the
-    compiler vectorises it (numpy's error model: a zero distance gives inf instead of raising,
-    and is selected away; one array per coordinate, which the vectoriser needs). ``exact[u]``:
-    theta's bin must come from atan2 (``_angle_bin``'s rule); ``zero[u]``: open3d's zero features."""
-    px, py, pz, ax, ay, az = p[0], p[1], p[2], a[0], a[1], a[2]
+def _angle_bin(y: float, x: float) -> int:  # pragma: no cover - compiled
+    """``_bin(atan2(y, x), -pi, 2 pi)``, with atan2 (half of SPFH's time) replaced by
+    :func:`_angle_polynomial` wherever that is safe, so the bin is always atan2's."""
+    h, exact = _angle_polynomial(y, x)
+    return _bin(math.atan2(y, x), -math.pi, 2.0 * math.pi) if exact else h
+
+
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _pair_features(px, py, pz, ax, ay, az, qx, qy, qz, bx, by, bz):  # pragma: no cover - compiled
+    """open3d's ``ComputePairFeatures`` of p (normal a) first and q (normal b): (sin theta,
+    cos theta, alpha, phi), open3d's zero features (theta = 0) where the points coincide or the
+    line lies along the source's normal, and whether |cos| tied at both ends (only then does
+    swapping p and q change the features). Written with selects, no branches, so that a loop of
+    it vectorises (numpy's error model: a zero distance gives inf instead of raising, and is
+    selected away)."""
+    dx, dy, dz = qx - px, qy - py, qz - pz
+    dist = math.sqrt(dx * dx + dy * dy + dz * dz)
+    inv = 1.0 / dist
+    c1 = (ax * dx + ay * dy + az * dz) * inv
+    c2 = (bx * dx + by * dy + bz * dz) * inv
+    tie = (abs(c1) == abs(c2)) & (dist > 0.0)
+    # source = the point whose normal is closer to the connecting line (acos is decreasing)
+    swap = abs(c1) < abs(c2)
+    ux, uy, uz = (bx if swap else ax), (by if swap else ay), (bz if swap else az)
+    wx, wy, wz = (ax if swap else bx), (ay if swap else by), (az if swap else bz)
+    sign = -1.0 if swap else 1.0
+    dx, dy, dz = sign * dx, sign * dy, sign * dz
+    phi = -c2 if swap else c1
+    vx, vy, vz = dy * uz - dz * uy, dz * ux - dx * uz, dx * uy - dy * ux
+    vn = math.sqrt(vx * vx + vy * vy + vz * vz)
+    inv = 1.0 / vn
+    vx, vy, vz = vx * inv, vy * inv, vz * inv
+    sx, sy, sz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+    ok = (dist > 0.0) & (vn > 0.0)
+    y = (sx * wx + sy * wy + sz * wz) if ok else 0.0
+    x = (ux * wx + uy * wy + uz * wz) if ok else 1.0
+    alpha = (vx * wx + vy * wy + vz * wz) if ok else 0.0
+    return y, x, alpha, (phi if ok else 0.0), tie
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _pair_bins(pts, nrm, i, q):  # pragma: no cover - compiled
+    """The (theta, alpha, phi) bins of the pair (point i, point q), i first, and the tie flag of
+    :func:`_pair_features`."""
+    y, x, alpha, phi, tie = _pair_features(pts[i, 0], pts[i, 1], pts[i, 2], nrm[i, 0], nrm[i, 1], nrm[i, 2],
+                                           pts[q, 0], pts[q, 1], pts[q, 2], nrm[q, 0], nrm[q, 1], nrm[q, 2])  # fmt: skip
+    return _angle_bin(y, x), BINS + _bin(alpha, -1.0, 2.0), 2 * BINS + _bin(phi, -1.0, 2.0), tie
+
+
+@njit(nogil=True, cache=True, error_model="numpy")
+def _pair_bins_many(p, a, qx, qy, qz, bx, by, bz, k, b0, b1, b2, exact, ys, xs, tie):  # pragma: no cover - compiled
+    """:func:`_pair_bins` for the pairs (p, q[u]), u < k, vectorised (one array per coordinate,
+    which the vectoriser needs); where ``exact[u]``, theta's bin is atan2's of (ys[u], xs[u])."""
     for u in range(k):
-        dx, dy, dz = qx[u] - px, qy[u] - py, qz[u] - pz
-        nx, ny, nz = bx[u], by[u], bz[u]
-        dist = math.sqrt(dx * dx + dy * dy + dz * dz)
-        inv = 1.0 / dist
-        c1 = (ax * dx + ay * dy + az * dz) * inv
-        c2 = (nx * dx + ny * dy + nz * dz) * inv
-        swap = abs(c1) < abs(c2)
-        tie[u] = (abs(c1) == abs(c2)) & (dist > 0.0)
-        ux, uy, uz = (nx if swap else ax), (ny if swap else ay), (nz if swap else az)
-        wx, wy, wz = (ax if swap else nx), (ay if swap else ny), (az if swap else nz)
-        sign = -1.0 if swap else 1.0
-        dx, dy, dz = sign * dx, sign * dy, sign * dz
-        phi = -c2 if swap else c1
-        vx, vy, vz = dy * uz - dz * uy, dz * ux - dx * uz, dx * uy - dy * ux
-        vn = math.sqrt(vx * vx + vy * vy + vz * vz)
-        inv = 1.0 / vn
-        vx, vy, vz = vx * inv, vy * inv, vz * inv
-        sx, sy, sz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-        ok = (dist > 0.0) & (vn > 0.0)  # else open3d's zero features (theta = 0)
-        alpha = (vx * wx + vy * wy + vz * wz) if ok else 0.0
-        y = (sx * wx + sy * wy + sz * wz) if ok else 0.0
-        x = (ux * wx + uy * wy + uz * wz) if ok else 1.0
-        phi = phi if ok else 0.0
-        # _angle_bin(y, x), its polynomial part
-        fx, fy = abs(x), abs(y)
-        r = min(fx, fy) / max(fx, fy)
-        s = r * r
-        r = r * (0.9998660 + s * (-0.3302995 + s * (0.1801410 + s * (-0.0851330 + s * 0.0208351))))
-        r = 0.5 * math.pi - r if fy > fx else r
-        r = math.pi - r if x < 0.0 else r
-        r = -r if y < 0.0 else r
-        t = BINS * (r + math.pi) / (2.0 * math.pi)
-        h = math.floor(t)
-        ex = (fx == 0.0) | (fy == 0.0) | (t - h < 3e-4) | (t - h > 1.0 - 3e-4)
-        exact[u] = ex
-        zero[u] = not ok
-        b0[u] = min(max(int(0.0 if ex else h), 0), BINS - 1)
+        y, x, alpha, phi, tie[u] = _pair_features(p[0], p[1], p[2], a[0], a[1], a[2], qx[u], qy[u], qz[u], bx[u], by[u], bz[u])
+        b0[u], exact[u] = _angle_polynomial(y, x)
+        ys[u], xs[u] = y, x
         b1[u] = BINS + min(max(int(math.floor(BINS * (alpha + 1.0) / 2.0)), 0), BINS - 1)
         b2[u] = 2 * BINS + min(max(int(math.floor(BINS * (phi + 1.0) / 2.0)), 0), BINS - 1)
 
@@ -374,7 +351,8 @@ def _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts):  # pragma: no cove
     both = np.empty(max_nn, dtype=np.int64)
     qx, qy, qz, bx, by, bz = np.empty(max_nn), np.empty(max_nn), np.empty(max_nn), np.empty(max_nn), np.empty(max_nn), np.empty(max_nn)
     b0s, b1s, b2s = np.empty(max_nn, dtype=np.int64), np.empty(max_nn, dtype=np.int64), np.empty(max_nn, dtype=np.int64)
-    exact, zero, tie = np.empty(max_nn, dtype=np.bool_), np.empty(max_nn, dtype=np.bool_), np.empty(max_nn, dtype=np.bool_)
+    exact, tie = np.empty(max_nn, dtype=np.bool_), np.empty(max_nn, dtype=np.bool_)
+    ys, xs = np.empty(max_nn), np.empty(max_nn)
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
@@ -390,12 +368,12 @@ def _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts):  # pragma: no cove
             j = todo[u]
             qx[u], qy[u], qz[u] = pts[j, 0], pts[j, 1], pts[j, 2]
             bx[u], by[u], bz[u] = nrm[j, 0], nrm[j, 1], nrm[j, 2]
-        _pair_bins_many(pts[i], nrm[i], qx, qy, qz, bx, by, bz, k, b0s, b1s, b2s, exact, zero, tie)
+        _pair_bins_many(pts[i], nrm[i], qx, qy, qz, bx, by, bz, k, b0s, b1s, b2s, exact, ys, xs, tie)
         for u in range(k):
             j = todo[u]
             b0, b1, b2 = b0s[u], b1s[u], b2s[u]
-            if exact[u]:  # theta near a bin edge (or zero): atan2 decides
-                b0 = _angle_bin(0.0, 1.0) if zero[u] else _pair_bins(pts, nrm, i, j)[0]
+            if exact[u]:  # theta near a bin edge (or y or x zero): atan2 decides
+                b0 = _angle_bin(ys[u], xs[u])
             counts[i, b0] += 1
             counts[i, b1] += 1
             counts[i, b2] += 1
@@ -414,7 +392,7 @@ def _spfh(lo, hi, pts, nrm, idx, cnt, max_nn, counts, out):  # pragma: no cover 
     (repeated addition of one value: the same floats whatever order the pairs came in; the
     k-fold sums are tabulated once per point)."""
     _spfh_counts(lo, hi, pts, nrm, idx, cnt, max_nn, counts)
-    sums = np.empty(idx.shape[1] + 1)
+    sums = np.empty(max_nn + 1)
     for i in range(lo, hi):
         m = cnt[i]
         if m <= 1:
