@@ -52,7 +52,7 @@ class Scored:
     thr_mask: np.ndarray | None = None
     thr_known: bool = True  # False when the class has no nominal statistics (maps without val rows): thr_mask is then empty
     is_anomalous: bool | None = None  # the image-level decision (score above the unit's image threshold); None: no threshold
-    image: np.ndarray | None = None  # kept only on request (overlays, benchmarks)
+    image: np.ndarray | None = None  # (H, W, 3) uint8, processed like the map: kept on request or when a binariser needs it (TTPix)
     error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)  # method-specific report fields (unified: variant_scores, group)
     feature_blocks: tuple[int, ...] | None = None  # channels of each concatenated feature grid (CFM: 2D, 3D)

@@ -19,6 +19,7 @@ from raydist.errors import ConfigError, RowError
 from raydist.features.encoder import Encoder
 from raydist.methods import Detector, detector_class
 from raydist.model_store import ALL, load_detector, load_meta, unit_calibration
+from raydist.segment.registry import BINARISERS
 from raydist.timing import StageTimes
 
 DEFAULT_CACHE_MB = 4096.0  # per scorer (a process or an actor); measured: the bottle bank (10% of 167 images, 13,093 x 152 float16) is 4 MB
@@ -54,7 +55,8 @@ class Scorer:
         self.encoder = Encoder(self.cfg, device, expect_weights_id=self.cfg.weights_id, runtime=self.eval.backbone_runtime)
         self.method.warm_up(self.encoder.device)
         self.duplicates = dict(duplicates or {})
-        self.keep_images = keep_images
+        # the processed image travels on with its map only when asked or a binariser reads it (TTPix)
+        self.keep_images = keep_images or any("image" in BINARISERS[b].needs for b in self.eval.segment)
         self.cache_bytes = int(cache_mb * 2**20)
         self._detectors: OrderedDict[str, tuple[Detector, int]] = OrderedDict()
         self._lock = threading.Lock()

@@ -2,7 +2,7 @@
 
 A binariser turns one scored image into a binary mask. It never knows which detector made the
 map: it sees a :class:`ScoredImage` (the map, THR's mask from the class's nominal statistics, and
-the feature grids on request). Its hyper-parameters are one frozen dataclass of :func:`param`
+the feature grids and the image itself on request). Its hyper-parameters are one frozen dataclass of :func:`param`
 fields (help, default and why), validated once by :func:`validate`; the CLI flags, ``metrics.json``
 and the MLflow params are generated from those fields. The registry is
 :mod:`raydist.segment.registry`: adding a binariser is one module there and one line.
@@ -18,7 +18,7 @@ import numpy as np
 
 from raydist.errors import ConfigError
 
-NEEDS = ("map", "features", "nominal")  # what a binariser may read of a scored image
+NEEDS = ("map", "features", "nominal", "image")  # what a binariser may read of a scored image
 
 
 class ScoredImage(Protocol):
@@ -26,6 +26,7 @@ class ScoredImage(Protocol):
 
     score_map: np.ndarray  # (H, W) float32
     thr_mask: np.ndarray | None  # THR's mask from the class's nominal statistics (empty when it has none)
+    image: np.ndarray | None  # (H, W, 3) uint8 at the map's resolution, kept when a binariser needs "image"
 
     @property
     def thr_region(self) -> np.ndarray | None:

@@ -21,11 +21,12 @@ NAMES = list(BINARISERS)
 
 @dataclass
 class Image:
-    """A scored image as the engine hands it over: map, THR's mask, a feature grid."""
+    """A scored image as the engine hands it over: map, THR's mask, a feature grid, the image."""
 
     score_map: np.ndarray
     thr_mask: np.ndarray | None
     features: np.ndarray | None = None
+    image: np.ndarray | None = None
 
     @property
     def thr_region(self):
@@ -36,12 +37,14 @@ class Image:
 
 
 def image(kind: str, size: int = 64, seed: int = 0) -> Image:
-    """``defect``: a bump on noise, whose features tell it apart; ``constant``, ``zero``, ``nan``: degenerate maps."""
+    """``defect``: a bump on noise, whose features and pixels tell it apart; ``constant``, ``zero``, ``nan``: degenerate maps."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
     bump = np.exp(-((yy - 20) ** 2 + (xx - 40) ** 2) / (2 * 4.0**2))
     feats = rng.standard_normal((8, size // 8, size // 8)).astype(np.float32)
     feats[0, 2, 5] += 6.0  # the defect's cell
+    pixels = rng.integers(100, 140, (size, size, 3)).astype(np.uint8)
+    pixels[16:25, 36:45] = (200, 60, 60)  # the defect itself, sharper than its blob in the map
     maps = {
         "defect": bump + 0.05 * rng.random((size, size)),
         "constant": np.full((size, size), 0.3),  # below THR's level: no binariser has a reason to mark it
@@ -51,7 +54,7 @@ def image(kind: str, size: int = 64, seed: int = 0) -> Image:
     m = maps[kind].astype(np.float32)
     with np.errstate(invalid="ignore"):
         thr = m > 0.5
-    return Image(m, thr, feats)
+    return Image(m, thr, feats, pixels)
 
 
 @pytest.fixture(params=NAMES)
