@@ -29,18 +29,20 @@ def scratch(seed: int = 0, size: int = 128) -> tuple[Image, np.ndarray]:
     return Image(score.astype(np.float32), thr, None, img.astype(np.uint8)), gt
 
 
-def test_pixel_features_are_standardised_per_image_and_feature_major():
+def test_pixel_features_are_centred_per_image_and_feature_major():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (20, 30, 3)).astype(np.uint8)
     f = pixel_features(img)
-    n = 6 * 3 + 1
+    n = 2 * 3
     assert f.shape == (2 * n, 20 * 30) and f.dtype == np.float32
-    np.testing.assert_allclose(f[:n].mean(axis=1), 0, atol=1e-5)
-    np.testing.assert_allclose(f[:n].std(axis=1), 1, atol=1e-4)
+    np.testing.assert_allclose(f[:n].mean(axis=1), 0, atol=1e-3)
     np.testing.assert_array_equal(f[n:], np.abs(f[:n]))
-    np.testing.assert_allclose(
-        f[0].reshape(20, 30), (img[..., 0] - img[..., 0].mean()) / img[..., 0].std(), atol=1e-5
-    )
+    smooth = ndimage.gaussian_filter(img[..., 1].astype(np.float32), 2.0)
+    np.testing.assert_allclose(f[1].reshape(20, 30), smooth - smooth.mean(), atol=1e-3)
+    edge = np.zeros((20, 30, 3), np.uint8)
+    edge[:, 15:] = 200
+    g = pixel_features(edge)[3].reshape(20, 30)  # channel 0's gradient magnitude: highest on the edge
+    assert g[:, 14:16].mean() > g[:, :5].mean() + 10 and g[:, 14:16].mean() > g[:, -5:].mean() + 10
 
 
 def test_grey_stored_as_rgb_counts_one_channel():
@@ -48,7 +50,7 @@ def test_grey_stored_as_rgb_counts_one_channel():
     grey = rng.integers(0, 255, (16, 16)).astype(np.uint8)
     as_rgb = pixel_features(np.repeat(grey[..., None], 3, axis=-1))
     np.testing.assert_array_equal(as_rgb, pixel_features(grey))
-    assert as_rgb.shape[0] == 2 * (6 + 1)
+    assert as_rgb.shape[0] == 2 * 2
     with pytest.raises(ValueError, match="shape"):
         pixel_features(np.zeros((2, 3, 4, 5)))
 
@@ -71,15 +73,15 @@ def test_lda_is_scikit_learns():
 
 def test_sharper_than_arel_on_a_thin_scratch():
     """The map's blob is wider than the scratch at any level; the pixels are not. Measured over
-    seeds 0-4: AREL F1 0.486-0.495 (470 px for 180), TTPix 0.566-0.577 (390 px): the map's value
-    still weighs in the classifier, so the mask stays wider than the scratch."""
+    seeds 0-4: AREL F1 0.486-0.495 (463-473 px for 180), TTPix 0.605-0.611 (409-415 px): the
+    map's value still weighs in the classifier, so the mask stays wider than the scratch."""
     for seed in range(3):
         im, gt = scratch(seed)
         mask, info = TTPix().binarise(im)
         arel, _ = AdaptiveRelative().binarise(im)
         assert info["status"] == "ok", info
         assert f1(mask, gt) > f1(arel, gt) + 0.05, (seed, f1(mask, gt), f1(arel, gt))
-        assert mask.sum() < 0.9 * arel.sum()
+        assert mask.sum() < 0.95 * arel.sum()  # measured 0.87-0.89
         assert not (mask & ~im.thr_mask).any()  # inside THR's region
 
 
