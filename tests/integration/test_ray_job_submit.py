@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from raydist.segment.registry import DEFAULT_SEGMENT
 from tests.integration.test_s3 import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +105,6 @@ def test_ray_job_submit_evaluate(ray_head, synth_uri, wrn_model_uri, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "succeeded" in (proc.stdout + proc.stderr).lower()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["executor"]["kind"] == "ray" and metrics["config"]["evaluate"]["segment"] == ["thr", "ttt4as", "arel"]
+    assert metrics["executor"]["kind"] == "ray" and metrics["config"]["evaluate"]["segment"] == list(DEFAULT_SEGMENT)
     assert metrics["pooled"]["n_images"] == 30 and metrics["pooled"]["i_auroc"] > 0.6
     assert len(list((out / "results").rglob("*.parquet"))) == 3
