@@ -45,7 +45,7 @@ def assert_same_run(a: str, b: str, same_model_files: bool = True) -> dict:
 
 @pytest.mark.parametrize("segment_in", ["actor", "tasks"])
 def test_local_and_ray_give_identical_metrics_and_rows(segment_in, local_ray, synth_uri, wrn_model_uri, tmp_path):
-    cfg = EvalConfig(segment=("thr", "ttt4as", "mebin"))
+    cfg = EvalConfig(segment=("thr", "ttt4as", "arel", "ttpix", "mebin"))
     local = evaluate(synth_uri, wrn_model_uri, str(tmp_path / "local"), cfg)
     on_ray = dist.evaluate(synth_uri, wrn_model_uri, str(tmp_path / "ray"), cfg, dist.Resources(segment_in=segment_in))
     m = assert_same_run(str(tmp_path / "local"), str(tmp_path / "ray"))
@@ -56,7 +56,7 @@ def test_local_and_ray_give_identical_metrics_and_rows(segment_in, local_ray, sy
     # the default fills the 2 CPUs: two binarising actors, or one scoring actor beside 1-CPU segment tasks
     assert (ex["segment_in"], ex["num_actors"], ex["cpus_per_task"]) == {"actor": ("actor", 2, None), "tasks": ("tasks", 1, 1.0)}[segment_in]
     assert len(ex["placement"]["scoring_actors"]) == ex["num_actors"]
-    assert m["pooled"]["n_images"] == 30 and m["pooled"]["ttt4as"]["f1"] > 0
+    assert m["pooled"]["n_images"] == 30 and m["pooled"]["ttt4as"]["f1"] > 0 and m["pooled"]["ttpix"]["f1"] > 0  # the image reached the tasks
 
 
 def test_local_and_ray_identical_for_cfm(local_ray, tmp_path):

@@ -42,16 +42,16 @@ def _rows(out: str) -> dict:
 
 
 def test_round_trip_reproduces_masks_and_metrics(synth_uri, wrn_model_uri, tmp_path):
-    """Maps written by `raydist evaluate`, re-read by `raydist segment`: the same THR, TTT4AS and
-    MEBin masks and the same metrics (THR from the nominal val maps)."""
-    seg = ["--segment", "thr,ttt4as,mebin", "--no-tracking"]
+    """Maps written by `raydist evaluate`, re-read by `raydist segment`: the same THR, TTT4AS, AREL,
+    TTPix and MEBin masks and the same metrics (THR from the nominal val maps)."""
+    seg = ["--segment", "thr,ttt4as,arel,ttpix,mebin", "--no-tracking"]
     assert main(["evaluate", "--data", synth_uri, "--model", wrn_model_uri, "--out", str(tmp_path / "ev"), *seg]) == 0
     maps = write_maps(tmp_path / "maps", val_maps(synth_uri, wrn_model_uri) + results_maps(str(tmp_path / "ev")))
     assert main(["segment", "--data", synth_uri, "--maps", maps, "--out", str(tmp_path / "seg"), *MODEL_FLAGS, *seg]) == 0
     a, b = _rows(str(tmp_path / "ev")), _rows(str(tmp_path / "seg"))
     assert a.keys() == b.keys() and len(a) == 30
     for k in a:
-        for col in ("score_map", "image_score", "mask_thr", "mask_ttt4as", "mask_mebin", "error"):
+        for col in ("score_map", "image_score", "mask_thr", "mask_ttt4as", "mask_arel", "mask_ttpix", "mask_mebin", "error"):
             assert a[k][col] == b[k][col], (k, col)
     ma, mb = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("ev", "seg"))
     for block in ("mean", "pooled"):
