@@ -37,7 +37,7 @@ from raydist.metrics.binary import confusion, prf_from_counts  # noqa: E402
 from raydist.overlays import grid_png, load_panels  # noqa: E402
 
 CATEGORIES = ("bottle", "transistor", "kolektorsdd")
-SHOWN = ("thr", "ttt4as", "arel")
+SHOWN = ("thr", "ttt4as", "arel", "ttpix")
 
 
 def f1(gt: np.ndarray, pred: np.ndarray | None) -> float:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({os.cpu_count()} CPUs) from the development set",
         f"({args.data_root}: {', '.join(CATEGORIES)}), PatchCore with pretrained EfficientNet-Lite0 and every",
         "`raydist fit` / `raydist evaluate` default (KolektorSDD at the harness's 560 x 224 geometry, 2% coreset).",
-        "One image per category: the anomalous image the gate passed whose mean F1 over THR, TTT4AS and AREL is",
+        "One image per category: the anomalous image the gate passed whose mean F1 over THR, TTT4AS, AREL and TTPix is",
         "the category's median.",
         "",
         *lines,
