@@ -8,10 +8,10 @@ things the dev set showed it lacked (docs/masks.md):
   the map's peaks: positives are THR-region pixels ``core_margin`` above it, nominal pixels those
   ``nominal_margin`` below it and the whole rest of the image (outside THR's region);
 - **what can move it**: the classifier reads the pixel (:mod:`raydist.segment.pixel_features`:
-  colour, edges and blobs at 1-4 px) and the map's own value, where TTT4AS read the backbone's
+  colour at 2 px and edges at 1 px) and the map's own value, where TTT4AS read the backbone's
   stride-8/16 grids, which are as blurred as the map they made. A shrinkage LDA (Ledoit-Wolf; one
-  closed-form fit, deterministic, no iteration budget) decides every pixel of THR's region (core
-  pixels kept whatever it says: the same F1 within 0.001 on the dev set).
+  closed-form fit, deterministic, no iteration budget) decides every pixel of THR's region, the
+  core included (keeping the core whatever it says gave the same F1 within 0.001 on the dev set).
 
 The mask lies inside THR's region, so a good part whose map stays below THR's threshold gets none.
 Too few pseudo-labels (a region without a core, or nothing nominal) give AREL's mask, said in
@@ -71,47 +71,36 @@ class TTPix(ParamsBinariser):
     info_columns: ClassVar[tuple[str, ...]] = ("status", "reason", "level")
     flag_prefix: ClassVar[str] = "ttpix-"
 
+    def __init__(self, params: Any = None, **overrides: Any):
+        super().__init__(params, **overrides)
+        self.arel = AdaptiveRelative(intercept=self.params.intercept, slope=self.params.slope)  # the level and the fallback
+
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
         p = self.params
         s = np.asarray(image.score_map, dtype=np.float64)
         region_given = image.thr_region
-        arel = AdaptiveRelative(intercept=p.intercept, slope=p.slope)
-        level = arel.level(region_given)
+        level = self.arel.level(region_given)
         info: dict[str, Any] = {"status": "ok", "reason": None, "level": f"{level:.3f}"}
         lo, hi = (float(s.min()), float(s.max())) if np.isfinite(s).all() else (0.0, 0.0)
         if hi <= lo:
             info.update(status="degenerate", reason="flat or non-finite map: nothing stands out")
             return np.zeros(s.shape, bool), info
-        region = (
-            np.ones(s.shape, bool) if region_given is None else np.asarray(region_given, dtype=bool)
-        )
+        region = np.ones(s.shape, bool) if region_given is None else np.asarray(region_given, dtype=bool)
         r = (s - lo) / (hi - lo)
         core = region & (r >= level + p.core_margin)
         nominal_in = region & (r < level - p.nominal_margin)
         if core.sum() < MIN_CORE or nominal_in.sum() + (~region).sum() < MIN_NOMINAL:
-            info.update(
-                status="fallback",
-                reason=f"too few pseudo-labels ({int(core.sum())} core pixels): AREL's mask",
-            )
-            return region & (r >= level), info
+            info.update(status="fallback", reason=f"too few pseudo-labels ({int(core.sum())} core pixels): AREL's mask")
+            return self.arel.binarise(image)[0], info
         pixels = getattr(image, "image", None)
         if pixels is None:
-            raise ValueError(
-                "ttpix needs the image (the scorer keeps it when ttpix is in --segment)"
-            )
+            raise ValueError("ttpix needs the image (the scorer keeps it when ttpix is in --segment)")
         if np.shape(pixels)[:2] != s.shape:
             raise ValueError(f"image shape {np.shape(pixels)[:2]} differs from the map's {s.shape}")
         feats = pixel_features(pixels)  # (F, H * W)
-        z = (
-            (r - r.mean()) / r.std()
-        ).ravel()  # the map's own value, standardised: one more feature
+        z = ((r - r.mean()) / r.std()).ravel()  # the map's own value, standardised: one more feature
         pos = _strided(np.flatnonzero(core), p.max_samples)
-        neg = np.concatenate(
-            [
-                _strided(np.flatnonzero(nominal_in), p.max_samples),
-                _strided(np.flatnonzero(~region), p.max_samples),
-            ]
-        )
+        neg = np.concatenate([_strided(np.flatnonzero(nominal_in), p.max_samples), _strided(np.flatnonzero(~region), p.max_samples)])
         w, b = fit_lda(*(np.vstack([feats[:, i], z[i]]).T for i in (pos, neg)))
         decision = w[:-1].astype(np.float32) @ feats + w[-1] * z + b
         return region & (decision > 0).reshape(s.shape), info
