@@ -43,6 +43,12 @@ class TTPixParams:
                              check=(lambda v: 0.0 <= v <= 1.0, "in [0, 1]"))  # fmt: skip
     slope: float = param(ARelParams.slope, "AREL's line: how fast the level falls as THR's region grows", "AREL's default",
                          check=(lambda v: -1.0 < v <= 0.0, "in (-1, 0]"))  # fmt: skip
+    plateau_depth: float = param(ARelParams.plateau_depth, "AREL's half-max rule: THR-region pixels this far from its edge (px) are its interior; 0: off",
+                                 "AREL's default", check=(lambda v: v >= 0.0, ">= 0"))  # fmt: skip
+    plateau_quantile: float = param(ARelParams.plateau_quantile, "AREL's half-max rule: the plateau's height, this quantile of the interior's map",
+                                    "AREL's default", check=(lambda v: 0.0 <= v <= 1.0, "in [0, 1]"))  # fmt: skip
+    min_interior: float = param(ARelParams.min_interior, "AREL's half-max rule: applies when the interior holds this share of THR's region",
+                                "AREL's default", check=(lambda v: 0.0 <= v <= 1.0, "in [0, 1]"))  # fmt: skip
     core_margin: float = param(0.1, "positives: THR-region pixels with map >= min + (level + core_margin) (max - min)",
                                "the middle of the dev set's grid 0.05 / 0.1 / 0.2: bottle F1 0.734 / 0.734 / 0.703, KolektorSDD "
                                "0.141 / 0.158 / 0.219 (nominal_margin 0.1; docs/masks.md): each category prefers an end", check=_MARGIN)  # fmt: skip
@@ -73,13 +79,15 @@ class TTPix(ParamsBinariser):
 
     def __init__(self, params: Any = None, **overrides: Any):
         super().__init__(params, **overrides)
-        self.arel = AdaptiveRelative(intercept=self.params.intercept, slope=self.params.slope)  # the level and the fallback
+        p = self.params  # AREL gives the level and the fallback
+        self.arel = AdaptiveRelative(intercept=p.intercept, slope=p.slope, plateau_depth=p.plateau_depth,
+                                     plateau_quantile=p.plateau_quantile, min_interior=p.min_interior)  # fmt: skip
 
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
         p = self.params
         s = np.asarray(image.score_map, dtype=np.float64)
         region_given = image.thr_region
-        level = self.arel.level(region_given)
+        level = self.arel.level(region_given, s)
         info: dict[str, Any] = {"status": "ok", "reason": None, "level": f"{level:.3f}"}
         lo, hi = (float(s.min()), float(s.max())) if np.isfinite(s).all() else (0.0, 0.0)
         if hi <= lo:
