@@ -13,7 +13,8 @@ typical pixel", whichever way, which a linear classifier cannot form from the si
 defect may be darker in one place and brighter in another). A grey image stored as RGB counts one
 channel. No scaling: the classifier (an LDA on per-class standardised data) is invariant to it.
 
-Ablation on the dev set (TTPix's gated F1 / SegF1, bottle | transistor | KolektorSDD; docs/masks.md):
+Ablation on the dev set (TTPix's gated F1 / SegF1, bottle | transistor | KolektorSDD; docs/masks.md;
+session 16: AREL's line alone, nominal margin 0.1):
 
 | features | bottle | transistor | KolektorSDD |
 |---|---|---|---|
