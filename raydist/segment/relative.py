@@ -15,11 +15,12 @@ part whose map stays below THR's threshold gets none (docs/masks.md).
 
 The line is fitted mostly on defects smaller than the map's blur, where the top band is the
 defect. A defect much wider than the blur is a blurred step instead: its edge lies half way
-between the background and the plateau, wherever its peaks are. So when THR's region has an
-interior (pixels ``plateau_depth`` or more from its edge, at least ``min_interior`` of it), the
-level is at most that half-max (:func:`plateau_level`). On the dev set it fires on bottle's large
-defects and transistor's misplaced ones (a missing part, 50-63% of the image, whose map is
-uneven inside) and never on KolektorSDD's cracks or the tire's specks.
+between the background and the plateau. So when THR's region has an interior (pixels
+``plateau_depth`` or more from its edge, at least ``min_interior`` of it) and most of that
+interior lies above the line's level (a plateau the line cuts into, not a broad low rise around a
+small defect), the level is at most that half-max (:func:`plateau_level`). On the dev set it
+fires on most of bottle's defects and on transistor's misplaced parts (a missing part, 50-63% of
+the image, whose plateau is uneven), never on KolektorSDD's cracks or the tire's specks.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class AdaptiveRelative(ParamsBinariser):
         line = float(np.clip(p.intercept + p.slope * np.log10(share), p.min_level, p.max_level))
         if score_map is None or p.plateau_depth <= 0:
             return line
-        half = plateau_level(score_map, np.asarray(thr_region, dtype=bool), p.plateau_depth, p.plateau_quantile, p.min_interior)
+        half = plateau_level(score_map, np.asarray(thr_region, dtype=bool), p.plateau_depth, p.plateau_quantile, p.min_interior, line)
         return line if half is None else min(line, half)
 
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
@@ -135,11 +136,13 @@ class AdaptiveRelative(ParamsBinariser):
 MIN_OUTSIDE = 20  # pixels outside THR's region below which there is no background to read
 
 
-def plateau_level(score_map: np.ndarray, region: np.ndarray, depth: float, quantile: float, min_interior: float) -> float | None:
+def plateau_level(score_map: np.ndarray, region: np.ndarray, depth: float, quantile: float, min_interior: float,
+                  line: float) -> float | None:  # fmt: skip
     """Relative level half way between the background (the median outside ``region``) and the
     plateau (``quantile`` of the map over the region's interior: pixels more than ``depth`` px
-    from its edge); None when the interior holds less than ``min_interior`` of the region (a
-    defect no wider than the blur: no plateau) or almost nothing lies outside it.
+    from its edge). None where there is no plateau: an interior under ``min_interior`` of the
+    region (a defect no wider than the blur), most of the interior below ``line`` (a broad rise
+    of the map around a smaller defect: the line's case), or almost nothing outside the region.
 
     Why half way: a defect wider than the blur is a step blurred by the backbone's receptive field
     and the map's smoothing, and a blurred step crosses its edge at half its height.
@@ -157,8 +160,11 @@ def plateau_level(score_map: np.ndarray, region: np.ndarray, depth: float, quant
     if n == 0 or n < min_interior * size:
         return None
     r = (s - lo) / (hi - lo)
+    inside = r[box][interior]
+    if np.median(inside) < line:
+        return None
     background = float(np.median(r[outside]))
-    return background + 0.5 * (float(np.quantile(r[box][interior], quantile)) - background)
+    return background + 0.5 * (float(np.quantile(inside, quantile)) - background)
 
 
 def _interior(region: np.ndarray, depth: float) -> tuple[tuple[slice, slice], np.ndarray]:
