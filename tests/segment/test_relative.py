@@ -87,7 +87,7 @@ def test_half_max_finds_the_edge_of_a_large_uneven_defect():
         # the level is half way between the background and the plateau (0.8 quantile of the interior)
         s = im.score_map.astype(np.float64)
         r = (s - s.min()) / (s.max() - s.min())
-        inner = ndimage.distance_transform_edt(im.thr_mask) > 32
+        inner = ndimage.distance_transform_edt(im.thr_mask) > AdaptiveRelative().params.plateau_depth
         expected = np.median(r[~im.thr_mask]) + 0.5 * (np.quantile(r[inner], 0.8) - np.median(r[~im.thr_mask]))
         assert float(info["level"]) == pytest.approx(expected, abs=1e-3)
 
