@@ -17,7 +17,7 @@ The mask lies inside THR's region, so a good part whose map stays below THR's th
 Too few pseudo-labels (a region without a core, or nothing nominal) give AREL's mask, said in
 ``status``. Measured on the dev set, gated F1 / SegF1 (AREL alongside): bottle 0.735 / 0.772
 (0.714 / 0.748), transistor 0.597 / 0.718 (0.596 / 0.740), KolektorSDD 0.163 / 0.285
-(0.118 / 0.197); 5-8 ms per image, 7-19% of scoring (docs/masks.md).
+(0.118 / 0.197); 5-9 ms per image, 6-19% of scoring (docs/masks.md).
 """
 
 from __future__ import annotations
