@@ -3,9 +3,9 @@
 TTT4AS's idea (pseudo-label the map, fit a classifier per image, predict densely) with the two
 things the dev set showed it lacked (docs/masks.md):
 
-- **where the boundary lies**: the pseudo-labels hang on AREL's level (the level read from the
-  share of the image in THR's region, :class:`~raydist.segment.relative.AdaptiveRelative`), not on
-  the map's peaks: positives are THR-region pixels ``core_margin`` above it, nominal pixels those
+- **where the boundary lies**: the pseudo-labels hang on AREL's level (read from the share of the
+  image in THR's region, at most the half-max of a plateau for a defect wider than the blur:
+  :class:`~raydist.segment.relative.AdaptiveRelative`), not on the map's peaks: positives are THR-region pixels ``core_margin`` above it, nominal pixels those
   ``nominal_margin`` below it and the whole rest of the image (outside THR's region);
 - **what can move it**: the classifier reads the pixel (:mod:`raydist.segment.pixel_features`:
   colour at 2 px and edges at 1 px) and the map's own value, where TTT4AS read the backbone's
@@ -52,7 +52,7 @@ class TTPixParams:
     core_margin: float = param(0.1, "positives: THR-region pixels with map >= min + (level + core_margin) (max - min)",
                                "the dev set's grid of both margins (0.05 / 0.1 / 0.2 each; docs/masks.md) by its worst cell, TTPix's "
                                "smallest lead over the strongest baseline across bottle, transistor, KolektorSDD, F1 and SegF1: +0.027 "
-                               "here; core 0.2 leads more on bottle and KolektorSDD but falls under THR's SegF1 on transistor", check=_MARGIN)  # fmt: skip
+                               "here; core 0.2 leads more on KolektorSDD (0.221 F1) but falls under THR's SegF1 on transistor", check=_MARGIN)  # fmt: skip
     nominal_margin: float = param(0.05, "nominal: THR-region pixels with map < min + (level - nominal_margin) (max - min), and every pixel outside it",
                                   "the same grid: worst cell +0.027 / +0.021 / +0.007 at 0.05 / 0.1 / 0.2 (core 0.1); a wider gap leaves "
                                   "the pixels just under the level to the map's value alone", check=_MARGIN)  # fmt: skip
