@@ -124,12 +124,15 @@ class AdaptiveRelative(ParamsBinariser):
         return line if half is None else min(line, half)
 
     def binarise(self, image: ScoredImage) -> tuple[np.ndarray, dict[str, Any]]:
-        region = image.thr_region
-        level = self.level(region, image.score_map)
+        level = self.level(image.thr_region, image.score_map)
+        return self.mask_at(image, level), {"level": f"{level:.3f}"}
+
+    def mask_at(self, image: ScoredImage, level: float) -> np.ndarray:
+        """AREL's mask of ``image`` at a level already read (TTPix's fallback: no second read)."""
         mask = relative_mask(image.score_map, level)
-        if self.params.within_thr and region is not None:
-            mask &= np.asarray(region, dtype=bool)
-        return mask, {"level": f"{level:.3f}"}
+        if self.params.within_thr and image.thr_region is not None:
+            mask &= np.asarray(image.thr_region, dtype=bool)
+        return mask
 
 
 MIN_OUTSIDE = 20  # pixels outside THR's region below which there is no background to read

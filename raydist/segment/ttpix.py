@@ -5,8 +5,9 @@ things the dev set showed it lacked (docs/masks.md):
 
 - **where the boundary lies**: the pseudo-labels hang on AREL's level (read from the share of the
   image in THR's region, at most the half-max of a plateau for a defect wider than the blur:
-  :class:`~raydist.segment.relative.AdaptiveRelative`), not on the map's peaks: positives are THR-region pixels ``core_margin`` above it, nominal pixels those
-  ``nominal_margin`` below it and the whole rest of the image (outside THR's region);
+  :class:`~raydist.segment.relative.AdaptiveRelative`), not on the map's peaks: positives are
+  THR-region pixels ``core_margin`` above it, nominal pixels those ``nominal_margin`` below it and
+  the whole rest of the image (outside THR's region);
 - **what can move it**: the classifier reads the pixel (:mod:`raydist.segment.pixel_features`:
   colour at 2 px and edges at 1 px) and the map's own value, where TTT4AS read the backbone's
   stride-8/16 grids, which are as blurred as the map they made. A shrinkage LDA (Ledoit-Wolf; one
@@ -100,7 +101,7 @@ class TTPix(ParamsBinariser):
         nominal_in = region & (r < level - p.nominal_margin)
         if core.sum() < MIN_CORE or nominal_in.sum() + (~region).sum() < MIN_NOMINAL:
             info.update(status="fallback", reason=f"too few pseudo-labels ({int(core.sum())} core pixels): AREL's mask")
-            return self.arel.binarise(image)[0], info
+            return self.arel.mask_at(image, level), info
         pixels = getattr(image, "image", None)
         if pixels is None:
             raise ValueError("ttpix needs the image (the scorer keeps it when ttpix is in --segment)")

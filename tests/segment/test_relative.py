@@ -15,10 +15,7 @@ from raydist.segment.relative import (
     relative_mask,
 )
 from tests.segment.test_contract import Image
-
-
-def f1(mask: np.ndarray, gt: np.ndarray) -> float:
-    return 2 * float((mask & gt).sum()) / max(float(mask.sum() + gt.sum()), 1.0)
+from tests.segment.test_ttpix import f1
 
 
 def test_relative_level_on_a_hand_made_map():
