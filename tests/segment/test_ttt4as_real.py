@@ -78,23 +78,23 @@ def test_ttt4as_keeps_specks_small(tire):
 
 def test_masks_on_every_bottle_image(bottle):
     """Every binariser at its defaults, with the image gate, on all 83 bottle test images (20 good).
-    Measured here, two fits (F1 / SegF1): THR 0.422-0.427 / 0.469-0.474, TTT4AS 0.663-0.664 /
-    0.698-0.699, MEBin 0.489-0.491 / 0.538-0.539, REL 0.659-0.661 / 0.679-0.692, AREL 0.711-0.714 /
-    0.747-0.748, TTPix 0.733-0.735 / 0.772-0.773, the best fixed REL level (0.60, an oracle)
-    0.707-0.708 / 0.731-0.750; the gate passes 1-2 of 20 good parts and every defective one. The
-    margins are about half of the smaller of those."""
+    Measured here, three fits (seeds 0-2; F1 / SegF1): THR 0.422-0.427 / 0.470-0.474, TTT4AS
+    0.660-0.664 / 0.689-0.699, MEBin 0.486-0.492 / 0.535-0.540, REL 0.661-0.663 / 0.692-0.696, AREL
+    0.710 / 0.739-0.741, TTPix 0.732-0.733 / 0.766-0.769, the best fixed REL level (0.60, an
+    oracle) 0.707-0.708 / 0.750-0.752; the gate passes 1-2 of 20 good parts and every defective
+    one. The margins are about half of the smallest lead measured."""
     blocks = {name: binariser_block(bottle, b()) for name, b in BINARISERS.items()}
     level, oracle = rel_oracle(bottle)
     print({n: (round(b["f1"], 3), round(b["segf1"], 3), b["nominal_marked"]) for n, b in blocks.items()}, "oracle", level, oracle["f1"], oracle["segf1"])
     baselines = [blocks[n] for n in ("thr", "mebin", "rel")] + [oracle]
     # TTPix, the product binariser: above every baseline, the oracle level included, and above AREL
     ttpix = blocks["ttpix"]
-    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.013  # measured +0.026-0.027
-    assert ttpix["segf1"] > max(b["segf1"] for b in [*baselines, blocks["ttt4as"]]) + 0.011  # measured +0.023-0.041
-    assert ttpix["f1"] > blocks["arel"]["f1"] + 0.01 and ttpix["segf1"] > blocks["arel"]["segf1"] + 0.012  # +0.021-0.022, +0.024-0.026
+    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.012  # measured +0.024-0.025 (the oracle's)
+    assert ttpix["segf1"] > max(b["segf1"] for b in [*baselines, blocks["ttt4as"]]) + 0.008  # measured +0.016-0.017 (the oracle's)
+    assert ttpix["f1"] > blocks["arel"]["f1"] + 0.01 and ttpix["segf1"] > blocks["arel"]["segf1"] + 0.012  # +0.022-0.023, +0.027-0.028
     arel = blocks["arel"]
     assert arel["f1"] > max(b["f1"] for b in baselines[:3]) + 0.03  # measured +0.063
-    assert arel["segf1"] > max(b["segf1"] for n, b in blocks.items() if n not in ("arel", "ttpix")) + 0.024  # +0.048-0.050 (TTT4AS's)
+    assert arel["segf1"] > max(b["segf1"] for n, b in blocks.items() if n not in ("arel", "ttpix")) + 0.02  # +0.040-0.045
     assert arel["f1"] > oracle["f1"] - 0.02  # level with per-category tuning that no user can do
     decision = image_decision(bottle)
     assert decision["recall"] >= 0.95 and decision["nominal_marked"] <= 3 / 20
@@ -110,16 +110,17 @@ def transistor(tmp_path_factory):
 def test_masks_on_every_transistor_image(transistor):
     """Transistor's pixels are dominated by its misplaced parts (a missing transistor, 50-63% of the
     image): THR's region is their extent, and the line's level cuts into their uneven plateau.
-    AREL's half-max of the plateau is what lets TTPix beat THR's SegF1 there. Measured here
-    over two fits (F1 / SegF1): THR 0.458-0.459 / 0.692-0.695, TTPix 0.588-0.593 / 0.708, TTPix with
-    the line alone (plateau_depth 0) 0.566-0.574 / 0.635-0.640, MEBin 0.391-0.445 / 0.400-0.465, the
-    best fixed REL level (an oracle) 0.505-0.514 / 0.528-0.547 (the harness's fit: THR 0.461 / 0.691,
-    TTPix 0.597 / 0.718); the gate passes no good part. The margins are about half of the smaller."""
+    AREL's half-max of the plateau is what lets TTPix beat THR's SegF1 there. Measured here over
+    seven fits (seeds 0-4, and 0-1 on one thread; F1 / SegF1): THR 0.447-0.459 / 0.690-0.696, TTPix
+    0.569-0.595 / 0.715-0.725, TTPix with the line alone (plateau_depth 0) 0.547-0.575 / 0.635-0.673,
+    MEBin 0.374-0.445 / 0.336-0.465, the best fixed REL level (an oracle) 0.498-0.515 / 0.472-0.590;
+    the gate passes no good part. The margins are about half of the smallest lead measured (before
+    the plateau's test read its quantile, a fit on another CPU put TTPix at 0.698 / THR 0.692)."""
     thr, ttpix = binariser_block(transistor, BINARISERS["thr"]()), binariser_block(transistor, BINARISERS["ttpix"]())
     line = binariser_block(transistor, BINARISERS["ttpix"](plateau_depth=0))
     baselines = [thr, binariser_block(transistor, BINARISERS["mebin"]()), rel_oracle(transistor)[1]]
     print("transistor F1 / SegF1:", [(round(b["f1"], 3), round(b["segf1"], 3)) for b in (thr, ttpix, line, *baselines[1:])])
-    assert ttpix["segf1"] > max(b["segf1"] for b in baselines) + 0.006  # measured +0.013-0.016 (THR's; the harness's fit: +0.027)
-    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.04  # measured +0.079-0.083 (the oracle's)
-    assert ttpix["segf1"] > line["segf1"] + 0.03  # measured +0.068-0.073
+    assert ttpix["segf1"] > max(b["segf1"] for b in baselines) + 0.011  # measured +0.022-0.034 (THR's)
+    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.04  # measured +0.068-0.085 (the oracle's)
+    assert ttpix["segf1"] > line["segf1"] + 0.024  # measured +0.048-0.080
     assert image_decision(transistor)["nominal_marked"] <= 0.1
