@@ -80,7 +80,7 @@ def test_masks_on_every_bottle_image(bottle):
     """Every binariser at its defaults, with the image gate, on all 83 bottle test images (20 good).
     Measured here, three fits (seeds 0-2; F1 / SegF1): THR 0.422-0.427 / 0.470-0.474, TTT4AS
     0.660-0.664 / 0.689-0.699, MEBin 0.486-0.492 / 0.535-0.540, REL 0.661-0.663 / 0.692-0.696, AREL
-    0.710 / 0.739-0.741, TTPix 0.732-0.733 / 0.766-0.769, the best fixed REL level (0.60, an
+    0.712-0.714 / 0.742-0.744, TTPix 0.734 / 0.769-0.771, the best fixed REL level (0.60, an
     oracle) 0.707-0.708 / 0.750-0.752; the gate passes 1-2 of 20 good parts and every defective
     one. The margins are about half of the smallest lead measured."""
     blocks = {name: binariser_block(bottle, b()) for name, b in BINARISERS.items()}
@@ -89,12 +89,12 @@ def test_masks_on_every_bottle_image(bottle):
     baselines = [blocks[n] for n in ("thr", "mebin", "rel")] + [oracle]
     # TTPix, the product binariser: above every baseline, the oracle level included, and above AREL
     ttpix = blocks["ttpix"]
-    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.012  # measured +0.024-0.025 (the oracle's)
-    assert ttpix["segf1"] > max(b["segf1"] for b in [*baselines, blocks["ttt4as"]]) + 0.008  # measured +0.016-0.017 (the oracle's)
-    assert ttpix["f1"] > blocks["arel"]["f1"] + 0.01 and ttpix["segf1"] > blocks["arel"]["segf1"] + 0.012  # +0.022-0.023, +0.027-0.028
+    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.012  # measured +0.026-0.027 (the oracle's)
+    assert ttpix["segf1"] > max(b["segf1"] for b in [*baselines, blocks["ttt4as"]]) + 0.009  # measured +0.019 (the oracle's)
+    assert ttpix["f1"] > blocks["arel"]["f1"] + 0.01 and ttpix["segf1"] > blocks["arel"]["segf1"] + 0.012  # +0.020-0.022, +0.026-0.027
     arel = blocks["arel"]
     assert arel["f1"] > max(b["f1"] for b in baselines[:3]) + 0.03  # measured +0.063
-    assert arel["segf1"] > max(b["segf1"] for n, b in blocks.items() if n not in ("arel", "ttpix")) + 0.02  # +0.040-0.045
+    assert arel["segf1"] > max(b["segf1"] for n, b in blocks.items() if n not in ("arel", "ttpix")) + 0.02  # +0.044-0.048
     assert arel["f1"] > oracle["f1"] - 0.02  # level with per-category tuning that no user can do
     decision = image_decision(bottle)
     assert decision["recall"] >= 0.95 and decision["nominal_marked"] <= 3 / 20
@@ -121,6 +121,6 @@ def test_masks_on_every_transistor_image(transistor):
     baselines = [thr, binariser_block(transistor, BINARISERS["mebin"]()), rel_oracle(transistor)[1]]
     print("transistor F1 / SegF1:", [(round(b["f1"], 3), round(b["segf1"], 3)) for b in (thr, ttpix, line, *baselines[1:])])
     assert ttpix["segf1"] > max(b["segf1"] for b in baselines) + 0.011  # measured +0.022-0.034 (THR's)
-    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.04  # measured +0.068-0.085 (the oracle's)
-    assert ttpix["segf1"] > line["segf1"] + 0.024  # measured +0.048-0.080
+    assert ttpix["f1"] > max(b["f1"] for b in baselines) + 0.04  # measured +0.068-0.088 (the oracle's)
+    assert ttpix["segf1"] > line["segf1"] + 0.024  # measured +0.049-0.080
     assert image_decision(transistor)["nominal_marked"] <= 0.1
