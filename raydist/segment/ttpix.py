@@ -53,7 +53,8 @@ class TTPixParams:
     core_margin: float = param(0.1, "positives: THR-region pixels with map >= min + (level + core_margin) (max - min)",
                                "the dev set's grid of both margins (0.05 / 0.1 / 0.2 each; docs/masks.md) by its worst cell, TTPix's "
                                "smallest lead over the strongest baseline across bottle, transistor, KolektorSDD, F1 and SegF1: +0.027 "
-                               "(over 11 fits with session 18's plateau test: +0.016, still the largest); core 0.2 leads more on KolektorSDD (0.221 F1) but falls under THR's SegF1 on transistor", check=_MARGIN)  # fmt: skip
+                               "(over 11 fits with session 18's plateau test: +0.016, still the largest); core 0.2 leads more on "
+                               "KolektorSDD (0.221 F1) but falls under THR's SegF1 on transistor", check=_MARGIN)  # fmt: skip
     nominal_margin: float = param(0.05, "nominal: THR-region pixels with map < min + (level - nominal_margin) (max - min), and every pixel outside it",
                                   "the same grid: worst cell +0.027 / +0.021 / +0.007 at 0.05 / 0.1 / 0.2 (core 0.1); a wider gap leaves "
                                   "the pixels just under the level to the map's value alone", check=_MARGIN)  # fmt: skip
