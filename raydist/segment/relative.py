@@ -19,8 +19,8 @@ between the background and the plateau. So when THR's region looks like one (an 
 ``plateau_depth`` px in from its edge, the map risen half way within that depth, the plateau
 above the line's level), the level is at most that half-max (:func:`plateau_level`). On the dev
 set it moves the level of 8 of 10 of transistor's misplaced parts (a missing part, 50-63% of the
-image) and of 35 of 63 bottle defects, of no KolektorSDD crack, tire speck or good part;
-of 1 of the demo's 30 generated parts, whose maps are broad peaks.
+image) and of 35 of 63 bottle defects, of no KolektorSDD crack, tire speck or good dev-set
+part; of 1 of the demo's 30 generated parts (a good one; their maps are broad peaks).
 """
 
 from __future__ import annotations
